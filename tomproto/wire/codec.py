@@ -5,9 +5,10 @@ Rules it enforces (spec/protocol.md §2):
 - byte fields are arrays of integers 0..255, never msgpack `bin`;
 - a unit enum is its variant name; a struct variant is a one-entry map {name: [fields]};
 - optional values are nil or the value;
-- decoding accepts exactly what the encoder writes: after decoding, the value is encoded again and
-  must give the same bytes, which rejects non-minimal integers, `bin` for bytes, booleans in
-  byte arrays, non-minimal string headers and any other alternative spelling of a value;
+- decoding accepts exactly what the encoder writes: `bin` where an integer array belongs is a type
+  error, and after decoding the value is encoded again and must give the same bytes, which rejects
+  non-minimal integers, booleans in byte arrays, non-minimal headers and any other alternative
+  spelling of a value;
 - decoding untrusted bytes returns a value or raises `DecodeError`, nothing else. msgpack's own
   length limits (no container longer than the input) keep a lying header from allocating.
 
@@ -381,8 +382,8 @@ def decode(data: bytes | bytearray | memoryview, wire_type: Any) -> Any:
         raise DecodeError(f"decoded value does not encode: {error}") from None
     if canonical != data:
         raise DecodeError(
-            "not the canonical encoding (non-minimal integer or header, bin instead of an "
-            "integer array, or a boolean where a byte belongs)",
+            "not the canonical encoding (non-minimal integer or header, or a boolean where "
+            "a byte belongs)",
             reason="noncanonical",
         )
     return value

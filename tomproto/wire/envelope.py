@@ -238,8 +238,8 @@ def decode_envelope_and_signing_bytes(data: bytes | bytearray | memoryview) -> t
     signed = pack([envelope_id, sender, recipient, via, msg_type, list(payload_bytes), timestamp, encrypted])
     if _assemble(signed, signature_bytes, ttl) != data:
         raise DecodeError(
-            "envelope is not in canonical encoding (non-minimal integer or header, bin instead "
-            "of an integer array, or a boolean where a byte belongs)",
+            "envelope is not in canonical encoding (non-minimal integer or header, or a "
+            "boolean where a byte belongs)",
             reason="noncanonical",
         )
     return envelope, signed

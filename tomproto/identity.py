@@ -80,6 +80,9 @@ class NodeId:
     def __str__(self) -> str:
         return self.hex
 
+    def __repr__(self) -> str:
+        return f"NodeId({self.hex!r})"
+
     def __lt__(self, other: object) -> bool:
         if not isinstance(other, NodeId):
             return NotImplemented

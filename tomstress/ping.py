@@ -101,6 +101,8 @@ class PingRun:
                 await self._probe()
         finally:
             lag.stop()
+            self.node.on_message = None
+            self.node.endpoint.on_event = None
             for task in self._tasks:
                 task.cancel()
             if self._tasks:

@@ -282,7 +282,7 @@ def test_availability_edges() -> None:
 
 
 def test_self_check_flags_loop_lag_above_ten_percent_of_rtt() -> None:
-    # RTT p50 20 ms -> limit max(1, 0.1*20) = 2 ms; loop lag p99 = 3 ms (rank 10 of 10) > 2
+    # RTT p50 20 ms -> limit max(2, 0.1*20) = 2 ms; loop lag p99 = 3 ms (rank 10 of 10) > 2
     check = self_check(timer_errors=[0.1] * 10, loop_lags=[0.5] * 9 + [3.0], rtt_p50=20.0)
     assert check.distorting is True
     assert check.reason is not None and "loop lag" in check.reason and "timer" not in check.reason
@@ -292,18 +292,21 @@ def test_self_check_flags_loop_lag_above_ten_percent_of_rtt() -> None:
 
 
 def test_self_check_flags_timer_error_without_rtt() -> None:
-    # no RTT p50 -> limit 1 ms; timer error p99 = 1.5 ms > 1
-    check = self_check(timer_errors=[1.5], loop_lags=[0.2], rtt_p50=None)
+    # no RTT p50 -> limit 2 ms (the floor); timer error p99 = 2.5 ms > 2
+    check = self_check(timer_errors=[2.5], loop_lags=[0.2], rtt_p50=None)
     assert check.distorting is True
     assert check.reason is not None and "timer error" in check.reason
 
 
 def test_self_check_does_not_flag_small_delays() -> None:
-    # p99 1.5 ms is above 1 ms but not above 10 % of a 20 ms RTT (2 ms)
+    # p99 1.5 ms is under the 2 ms floor, which is also 10 % of a 20 ms RTT
     assert self_check([1.5] * 10, [1.5] * 10, rtt_p50=20.0).distorting is False
-    # on a 5 ms LAN, 10 % is 0.5 ms; 0.8 ms stays under the 1 ms floor
-    quiet = self_check([0.8] * 10, [0.8] * 10, rtt_p50=5.0)
+    # on a 5 ms LAN, 10 % is 0.5 ms; 1.9 ms stays under the 2 ms floor (timer granularity)
+    quiet = self_check([1.9] * 10, [1.9] * 10, rtt_p50=5.0)
     assert quiet.distorting is False and quiet.reason is None
     # exactly at the limit is not above it; empty series flag nothing
     assert self_check([2.0], [2.0], rtt_p50=20.0).distorting is False
+    # on a 100 ms path the limit is 10 ms: 9 ms of lag passes, 11 ms does not
+    assert self_check([9.0], [9.0], rtt_p50=100.0).distorting is False
+    assert self_check([0.5], [11.0], rtt_p50=100.0).distorting is True
     assert self_check([], [], rtt_p50=None).distorting is False

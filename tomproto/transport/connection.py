@@ -159,6 +159,13 @@ class PeerConnection:
         # Bit 0 of a stream id is set for server-initiated streams.
         return bool(stream_id & 1) == self.dialer
 
+    def sends_to_connection_id(self, connection_id: bytes) -> bool:
+        """Whether `connection_id` is one the peer issued for this connection (aioquic internals)."""
+        quic = self.quic
+        return quic._peer_cid.cid == connection_id or any(
+            issued.cid == connection_id for issued in quic._peer_cid_available
+        )
+
     # -- output ------------------------------------------------------------------------------
 
     def send_frame(self, data: bytes) -> None:

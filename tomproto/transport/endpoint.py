@@ -325,15 +325,16 @@ class Endpoint(asyncio.DatagramProtocol):
             if notice is None:
                 self.counters.malformed_packets += 1
                 return
-            connection = self._by_connection_id.get(notice.connection_id)
-            if (
-                connection is not None
-                and connection.peer is not None
-                and connection.peer.raw == notice.node_id_raw
-                and notice.verifies()
-            ):
-                self.counters.reset_notices_honoured += 1
-                connection.terminate("the peer lost this connection (it restarted)")
+            # The notice names the ID the peer knew itself by: the ID we send to, not ours.
+            for connection in set(self._by_connection_id.values()):
+                if (
+                    connection.peer is not None
+                    and connection.peer.raw == notice.node_id_raw
+                    and connection.sends_to_connection_id(notice.connection_id)
+                    and notice.verifies()
+                ):
+                    self.counters.reset_notices_honoured += 1
+                    connection.terminate("the peer lost this connection (it restarted)")
             return
         self.counters.malformed_packets += 1
 

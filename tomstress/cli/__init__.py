@@ -9,7 +9,7 @@ from __future__ import annotations
 import typer
 
 from tomproto.errors import LocalError
-from tomstress.cli import identity
+from tomstress.cli import identity, ping, responder
 from tomstress.cli.common import fail
 from tomproto.buildinfo import version_line
 
@@ -23,6 +23,8 @@ app = typer.Typer(
     pretty_exceptions_show_locals=False,  # locals may hold keys
 )
 identity.register(app)
+responder.register(app)
+ping.register(app)
 
 
 def _print_version(value: bool) -> None:

@@ -1,0 +1,98 @@
+"""Real processes for integration tests: responders, ping runs, a plain UDP echo."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+TOM_STRESS = [sys.executable, "-m", "tomstress"]
+START_TIMEOUT_S = 20
+
+
+@dataclass
+class ResponderProcess:
+    process: subprocess.Popen[str]
+    node_id: str
+    port: int
+
+    @property
+    def address(self) -> str:
+        return f"127.0.0.1:{self.port}"
+
+    def kill(self) -> None:
+        if self.process.poll() is None:
+            self.process.send_signal(signal.SIGKILL)
+            self.process.wait(timeout=10)
+
+
+def start_responder(port: int = 0, identity: Path | None = None) -> ResponderProcess:
+    command = [*TOM_STRESS, "responder", "--listen", f"127.0.0.1:{port}", "--quiet"]
+    if identity is not None:
+        command += ["--identity", str(identity)]
+    process = subprocess.Popen(command, stdout=subprocess.PIPE, text=True)
+    assert process.stdout is not None
+    deadline = time.monotonic() + START_TIMEOUT_S
+    line = ""
+    while not line and time.monotonic() < deadline and process.poll() is None:
+        line = process.stdout.readline()
+    if not line:
+        process.kill()
+        raise RuntimeError("responder did not start")
+    ready = json.loads(line)
+    return ResponderProcess(process, ready["node_id"], ready["port"])
+
+
+def start_ping(*arguments: str, output_dir: Path) -> subprocess.Popen[str]:
+    command = [*TOM_STRESS, "ping", *arguments, "--json", "--no-live", "--output-dir", str(output_dir)]
+    return subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+
+
+def finish(process: subprocess.Popen[str], timeout_s: float = 120) -> tuple[int, dict[str, Any] | None, str]:
+    stdout, stderr = process.communicate(timeout=timeout_s)
+    summary = json.loads(stdout) if stdout.strip() else None
+    return process.returncode, summary, stderr
+
+
+UDP_ECHO_SERVER = """
+import socket, sys
+sock = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+sock.bind(("127.0.0.1", 0))
+print(sock.getsockname()[1], flush=True)
+sock.settimeout(60)
+try:
+    while True:
+        data, address = sock.recvfrom(65536)
+        sock.sendto(data, address)
+except socket.timeout:
+    pass
+"""
+
+
+def udp_echo_min_rtt_ms(payload_bytes: int, count: int = 50) -> float:
+    """The minimum round trip of a plain UDP echo through another process, in ms."""
+    server = subprocess.Popen([sys.executable, "-c", UDP_ECHO_SERVER], stdout=subprocess.PIPE, text=True)
+    try:
+        assert server.stdout is not None
+        port = int(server.stdout.readline())
+        client = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+        client.settimeout(2)
+        payload = os.urandom(payload_bytes)
+        rtts = []
+        for _ in range(count):
+            started = time.perf_counter()
+            client.sendto(payload, ("127.0.0.1", port))
+            client.recvfrom(65536)
+            rtts.append((time.perf_counter() - started) * 1000)
+        client.close()
+        return min(rtts)
+    finally:
+        server.kill()
+        server.wait(timeout=10)

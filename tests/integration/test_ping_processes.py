@@ -1,0 +1,125 @@
+"""`tom-stress ping` against a `tom-stress responder` in another process, over loopback."""
+
+from __future__ import annotations
+
+import time
+from pathlib import Path
+
+import pytest
+
+from tests.integration.processes import finish, start_ping, start_responder, udp_echo_min_rtt_ms
+from tomproto.identity import Identity
+from tomstress.archive import read_archive, validate_archive
+
+
+@pytest.fixture
+def responder():
+    process = start_responder()
+    yield process
+    process.kill()
+
+
+def probe_events(archive: str) -> list[dict]:
+    return [event for event in read_archive(Path(archive)) if event["ev"] == "probe"]
+
+
+def test_100_probes_all_ok_and_no_rtt_beats_a_plain_udp_echo(responder, tmp_path: Path) -> None:
+    ping = start_ping(
+        "--connect", responder.node_id, "--target-addr", responder.address,
+        "--count", "100", "--interval", "20ms", "--timeout", "5s",
+        output_dir=tmp_path,
+    )  # fmt: skip
+    code, summary, stderr = finish(ping)
+    assert code == 0, stderr
+    assert summary is not None
+    assert summary["probes"]["sent"] == summary["probes"]["ok"] == 100
+    assert summary["rtt_ms"]["n"] == 100
+    floor_ms = udp_echo_min_rtt_ms(summary["size"]["wire_bytes"])
+    validate_archive(Path(summary["archive"]))
+    probes = probe_events(summary["archive"])
+    assert sorted(event["seq"] for event in probes) == list(range(100))
+    for event in probes:
+        assert event["outcome"] == "ok"
+        assert floor_ms <= event["rtt_ms"] < 5000, event
+    assert summary["rtt_ms"]["min"] >= floor_ms
+
+
+def test_a_responder_killed_mid_run_turns_probes_into_lost_and_the_summary_still_comes(
+    responder, tmp_path: Path
+) -> None:
+    ping = start_ping(
+        "--connect", responder.node_id, "--target-addr", responder.address,
+        "--count", "40", "--interval", "100ms", "--timeout", "1s",
+        output_dir=tmp_path,
+    )  # fmt: skip
+    time.sleep(2.0)
+    responder.kill()
+    code, summary, stderr = finish(ping)
+    assert code == 0, stderr  # the peer was reached; no loss criterion was given
+    assert summary is not None
+    probes = summary["probes"]
+    assert probes["sent"] == 40 == probes["ok"] + probes["late"] + probes["lost"] + probes["send_error"]
+    assert probes["ok"] >= 5
+    assert probes["lost"] + probes["send_error"] >= 15
+    assert summary["availability"]["outage_count"] >= 1
+    validate_archive(Path(summary["archive"]))
+    assert len(probe_events(summary["archive"])) == 40
+
+
+def test_a_restarted_responder_with_the_same_identity_is_reached_again_within_5_s(tmp_path: Path) -> None:
+    identity = tmp_path / "responder.key"
+    first = start_responder(identity=identity)
+    port = first.port
+    ping = start_ping(
+        "--connect", first.node_id, "--target-addr", first.address,
+        "--count", "80", "--interval", "100ms", "--timeout", "2s",
+        output_dir=tmp_path,
+    )  # fmt: skip
+    second = None
+    try:
+        time.sleep(2.0)
+        first.kill()
+        time.sleep(1.0)
+        second = start_responder(port=port, identity=identity)
+        restarted_wall = time.time()
+        code, summary, stderr = finish(ping)
+    finally:
+        first.kill()
+        if second is not None:
+            second.kill()
+    assert code == 0, stderr
+    assert summary is not None
+    from datetime import datetime
+
+    def wall(event: dict) -> float:
+        return datetime.fromisoformat(event["ts"].replace("Z", "+00:00")).timestamp()
+
+    answered_after = [wall(e) for e in probe_events(summary["archive"]) if e["outcome"] == "ok" and wall(e) > restarted_wall]
+    assert answered_after, "no probe was answered after the restart"
+    assert min(answered_after) - restarted_wall <= 5.0
+    assert summary["probes"]["sent"] == 80
+
+
+def test_dialling_a_node_id_that_the_listener_does_not_hold_fails_clearly(responder, tmp_path: Path) -> None:
+    stranger = Identity.generate().node_id.hex
+    ping = start_ping(
+        "--connect", stranger, "--target-addr", responder.address, "--count", "3", "--timeout", "2s",
+        output_dir=tmp_path,
+    )  # fmt: skip
+    code, summary, stderr = finish(ping)
+    assert code == 3
+    assert "not the NodeId dialled" in stderr
+    assert responder.node_id in stderr and stranger in stderr
+    assert summary is not None and summary["reached"] is False
+    validate_archive(Path(summary["archive"]))
+
+
+def test_local_ping_with_datagram_probes(tmp_path: Path) -> None:
+    ping = start_ping("--local", "--datagram", "--count", "30", "--interval", "20ms", "--timeout", "2s", output_dir=tmp_path)
+    code, summary, stderr = finish(ping)
+    assert code == 0, stderr
+    assert summary is not None and summary["transport"] == "datagram"
+    assert summary["probes"]["ok"] + summary["probes"]["lost"] == 30
+    assert summary["probes"]["ok"] >= 25  # loopback rarely drops a datagram
+    assert summary["quic"]["packets_sent"] > 0
+    assert summary["size"]["wire_bytes"] <= 1168

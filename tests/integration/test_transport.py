@@ -1,0 +1,203 @@
+"""The QUIC transport over real loopback sockets, in one process: authentication, caps, dials."""
+
+from __future__ import annotations
+
+import asyncio
+import ssl
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+
+import pytest
+from aioquic.asyncio.client import connect as aioquic_connect
+from aioquic.asyncio.protocol import QuicConnectionProtocol
+from aioquic.quic import events
+from aioquic.quic.configuration import QuicConfiguration
+
+from tomproto.identity import Identity, NodeId
+from tomproto.transport import ALPN, Endpoint, PeerAuthenticationError, PeerConnection
+from tomproto.transport.certificates import node_certificate
+from tomproto.transport.framing import FRAME_CAP_BYTES, frame
+
+BOUND_S = 10.0  # every wait in these tests is bounded
+
+
+class Inbox:
+    """Frames an endpoint received, with the peer that sent them."""
+
+    def __init__(self) -> None:
+        self.queue: asyncio.Queue[tuple[NodeId | None, bytes]] = asyncio.Queue()
+
+    def __call__(self, connection: PeerConnection, data: bytes) -> None:
+        self.queue.put_nowait((connection.peer, data))
+
+    async def next(self) -> tuple[NodeId | None, bytes]:
+        return await asyncio.wait_for(self.queue.get(), BOUND_S)
+
+
+def echo(connection: PeerConnection, data: bytes) -> None:
+    connection.send_frame(b"echo:" + data)
+
+
+@asynccontextmanager
+async def endpoint(identity: Identity, port: int = 0, **handlers: object) -> AsyncIterator[Endpoint]:
+    opened = await Endpoint.open(identity, "127.0.0.1", port, **handlers)
+    try:
+        yield opened
+    finally:
+        await opened.close()
+
+
+def run(coroutine: object) -> None:
+    asyncio.run(asyncio.wait_for(coroutine, 60))  # type: ignore[arg-type]
+
+
+def test_listener_learns_the_dialers_node_id_from_its_certificate() -> None:
+    # Fails if aioquic's non-public client-certificate switch stops working.
+    async def scenario() -> None:
+        dialer, listener = Identity.generate(), Identity.generate()
+        inbox = Inbox()
+        async with endpoint(listener, on_frame=inbox) as server, endpoint(dialer) as client:
+            await client.send_frame(listener.node_id, b"who am i", server.local_address)
+            peer, data = await inbox.next()
+            assert (peer, data) == (dialer.node_id, b"who am i")
+            assert server.connection_to(dialer.node_id) is not None
+
+    run(scenario())
+
+
+def test_a_wrong_node_id_is_a_failed_connection_with_a_clear_error() -> None:
+    async def scenario() -> None:
+        listener, impostor_target = Identity.generate(), Identity.generate()
+        async with endpoint(listener) as server, endpoint(Identity.generate()) as client:
+            with pytest.raises(PeerAuthenticationError, match="not the NodeId dialled"):
+                await client.connect(impostor_target.node_id, server.local_address)
+            assert client.connection_to(impostor_target.node_id) is None
+
+    run(scenario())
+
+
+class RecordingProtocol(QuicConnectionProtocol):
+    """An aioquic client that records the QUIC events it sees."""
+
+    def __init__(self, *args: object, **kwargs: object) -> None:
+        super().__init__(*args, **kwargs)  # type: ignore[arg-type]
+        self.seen: list[events.QuicEvent] = []
+        self.changed = asyncio.Event()
+
+    def quic_event_received(self, event: events.QuicEvent) -> None:
+        self.seen.append(event)
+        self.changed.set()
+        if not isinstance(event, events.StreamDataReceived):  # streams are read from `seen` only
+            super().quic_event_received(event)
+
+    async def wait_for(self, kind: type, stream_id: int | None = None) -> events.QuicEvent:
+        async def found() -> events.QuicEvent:
+            while True:
+                for event in self.seen:
+                    if isinstance(event, kind) and (stream_id is None or getattr(event, "stream_id", None) == stream_id):
+                        return event
+                self.changed.clear()
+                await self.changed.wait()
+
+        return await asyncio.wait_for(found(), BOUND_S)
+
+
+def raw_client_configuration(identity: Identity | None) -> QuicConfiguration:
+    configuration = QuicConfiguration(is_client=True, alpn_protocols=[ALPN], verify_mode=ssl.CERT_NONE)
+    if identity is not None:
+        configuration.certificate, configuration.private_key = node_certificate(identity)
+    return configuration
+
+
+def test_a_dialer_without_a_certificate_is_refused_and_delivers_nothing() -> None:
+    async def scenario() -> None:
+        inbox = Inbox()
+        async with endpoint(Identity.generate(), on_frame=inbox) as server:
+            host, port = server.local_address
+            async with aioquic_connect(
+                host, port, configuration=raw_client_configuration(None), create_protocol=RecordingProtocol
+            ) as client:
+                stream_id = client._quic.get_next_available_stream_id()
+                client._quic.send_stream_data(stream_id, frame(b"anonymous"), end_stream=True)
+                client.transmit()
+                terminated = await client.wait_for(events.ConnectionTerminated)  # type: ignore[attr-defined]
+                assert "certificate" in terminated.reason_phrase  # type: ignore[attr-defined]
+            assert inbox.queue.empty()
+            assert server.connections() == []
+
+    run(scenario())
+
+
+def test_a_length_prefix_above_the_cap_resets_that_stream_and_the_node_keeps_serving() -> None:
+    async def scenario() -> None:
+        client_identity = Identity.generate()
+        async with endpoint(Identity.generate(), on_frame=echo) as server:
+            host, port = server.local_address
+            async with aioquic_connect(
+                host, port, configuration=raw_client_configuration(client_identity), create_protocol=RecordingProtocol
+            ) as client:
+                quic = client._quic
+                hostile = quic.get_next_available_stream_id()
+                quic.send_stream_data(hostile, (FRAME_CAP_BYTES + 1).to_bytes(4, "big"))  # no body, no FIN
+                client.transmit()
+                reset = await client.wait_for(events.StreamReset, hostile)  # type: ignore[attr-defined]
+                assert reset.stream_id == hostile  # type: ignore[attr-defined]
+                assert server.counters.streams_refused["frame_too_large"] == 1
+                # Same connection, another stream: still served.
+                honest = quic.get_next_available_stream_id()
+                quic.send_stream_data(honest, frame(b"still there?"), end_stream=True)
+                client.transmit()
+                while True:
+                    received = await client.wait_for(events.StreamDataReceived)  # type: ignore[attr-defined]
+                    if b"echo:still there?" in received.data:  # type: ignore[attr-defined]
+                        break
+                    client.seen.remove(received)  # type: ignore[attr-defined]
+
+    run(scenario())
+
+
+def test_simultaneous_dials_converge_on_one_connection_dialled_by_the_lower_node_id() -> None:
+    async def scenario() -> None:
+        first, second = Identity.generate(), Identity.generate()
+        inbox_first, inbox_second = Inbox(), Inbox()
+        async with endpoint(first, on_frame=inbox_first) as a, endpoint(second, on_frame=inbox_second) as b:
+            await asyncio.gather(
+                a.connect(second.node_id, b.local_address), b.connect(first.node_id, a.local_address)
+            )
+            a_side, b_side = a.connection_to(second.node_id), b.connection_to(first.node_id)
+            assert a_side is not None and b_side is not None
+            lower_is_first = first.node_id < second.node_id
+            assert a_side.dialer is lower_is_first and b_side.dialer is not lower_is_first
+            await a.send_frame(second.node_id, b"a->b")
+            await b.send_frame(first.node_id, b"b->a")
+            assert await inbox_second.next() == (first.node_id, b"a->b")
+            assert await inbox_first.next() == (second.node_id, b"b->a")
+
+    run(scenario())
+
+
+def test_a_peer_that_restarted_is_redialled_at_once_through_its_reset_notice() -> None:
+    async def scenario() -> None:
+        server_identity = Identity.generate()
+        inbox = Inbox()
+        async with endpoint(Identity.generate(), on_frame=inbox) as client:
+            old = await Endpoint.open(server_identity, "127.0.0.1", 0, on_frame=echo)
+            address = old.local_address
+            await client.send_frame(server_identity.node_id, b"one", address)
+            assert (await inbox.next())[1] == b"echo:one"
+            old._transport.close()  # a crash: the peer says nothing  # type: ignore[union-attr]
+            await asyncio.sleep(0.05)  # the socket closes on the next loop iterations
+            async with endpoint(server_identity, port=address[1], on_frame=echo) as restarted:
+                stale = client.connection_to(server_identity.node_id)
+                assert stale is not None
+                await client.send_frame(server_identity.node_id, b"lost on the stale connection", address)
+                for _ in range(100):  # bounded: 100 x 20 ms
+                    if client.connection_to(server_identity.node_id) is not stale:
+                        break
+                    await asyncio.sleep(0.02)
+                assert client.counters.reset_notices_honoured == 1
+                assert restarted.counters.reset_notices_sent >= 1
+                await client.send_frame(server_identity.node_id, b"two", address)
+                assert (await inbox.next())[1] == b"echo:two"
+
+    run(scenario())

@@ -33,6 +33,7 @@ __all__ = ["PeerConnection", "PATH_DIRECT", "PATH_RELAY"]
 PATH_DIRECT = "direct"
 PATH_RELAY = "relay"
 _STREAM_REFUSED = 0x1  # application error code on a reset stream: the frame was refused
+MAX_OPEN_STREAMS = 32
 
 
 class PeerConnection:
@@ -65,6 +66,10 @@ class PeerConnection:
         self.connection_ids: set[bytes] = set()
         self.ready: asyncio.Future[PeerConnection] = endpoint.loop.create_future()
         self._readers: dict[int, FrameReader] = {}
+        # Back-pressure: aioquic walks every open stream for each packet it builds, so thousands of
+        # queued streams make sending quadratic. Senders wait while too many are open.
+        self.writable = asyncio.Event()
+        self.writable.set()
         self._timer: asyncio.TimerHandle | None = None
         self._keepalive: asyncio.TimerHandle | None = None
 
@@ -187,6 +192,10 @@ class PeerConnection:
         now = endpoint.loop.time()
         for data, _ in self.quic.datagrams_to_send(now):
             endpoint.send_packet(data, self.remote_address)
+        if len(self.quic._streams) < MAX_OPEN_STREAMS:
+            self.writable.set()
+        else:
+            self.writable.clear()
         deadline = self.quic.get_timer()
         if self._timer is not None and (deadline is None or self._timer.when() != deadline):
             self._timer.cancel()
@@ -229,6 +238,7 @@ class PeerConnection:
         if self.closed:
             return
         self.closed = True
+        self.writable.set()  # wake waiting senders: they find the connection gone
         self.close_reason = self.close_reason or reason
         for handle in (self._timer, self._keepalive):
             if handle is not None:

@@ -172,6 +172,8 @@ class Endpoint(asyncio.DatagramProtocol):
 
     async def send_frame(self, peer: NodeId, data: bytes, address: tuple[str, int] | None = None) -> PeerConnection:
         connection = await self._usable(peer, address)
+        if not connection.writable.is_set():
+            await connection.writable.wait()
         connection.send_frame(data)
         return connection
 

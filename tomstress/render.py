@@ -81,7 +81,7 @@ def print_summary(summary: dict[str, Any], console: Console) -> None:
     rtt = summary["rtt_ms"]
     loss = summary["loss"]
     title = f"ping {summary['peer'][:16]}… at {summary['target_addr']} ({summary['transport']})"
-    table = Table(title=title, show_header=True, header_style="bold")
+    table = Table(title=title, caption="RTT in ms; * = too few samples for that quantile", show_header=True, header_style="bold")
     for column in ("n", "min", "mean", "p50", "p90", "p95", "p99", "max", "stddev", "jitter"):
         table.add_column(column, justify="right")
     flagged = set(rtt.get("unreliable_quantiles", []))

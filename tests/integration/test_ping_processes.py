@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import signal
 import time
+from datetime import datetime
 from pathlib import Path
 
 import pytest
@@ -89,7 +91,6 @@ def test_a_restarted_responder_with_the_same_identity_is_reached_again_within_5_
             second.kill()
     assert code == 0, stderr
     assert summary is not None
-    from datetime import datetime
 
     def wall(event: dict) -> float:
         return datetime.fromisoformat(event["ts"].replace("Z", "+00:00")).timestamp()
@@ -123,3 +124,20 @@ def test_local_ping_with_datagram_probes(tmp_path: Path) -> None:
     assert summary["probes"]["ok"] >= 25  # loopback rarely drops a datagram
     assert summary["quic"]["packets_sent"] > 0
     assert summary["size"]["wire_bytes"] <= 1168
+
+
+@pytest.mark.parametrize(("signum", "code", "name"), [(signal.SIGINT, 130, "SIGINT"), (signal.SIGTERM, 143, "SIGTERM")])
+def test_an_interrupted_continuous_run_still_writes_its_summary(tmp_path: Path, signum: int, code: int, name: str) -> None:
+    ping = start_ping("--local", "--continuous", "--interval", "50ms", "--timeout", "1s", output_dir=tmp_path)
+    time.sleep(3.0)
+    ping.send_signal(signum)
+    returncode, summary, stderr = finish(ping)
+    assert returncode == code, stderr
+    assert summary is not None and summary["interrupted"] is True
+    probes = summary["probes"]
+    assert probes["ok"] >= 5
+    assert probes["sent"] == probes["ok"] + probes["late"] + probes["lost"] + probes["send_error"]
+    events = read_archive(Path(summary["archive"]))
+    assert [event["ev"] for event in events][-2:] == ["interrupted", "summary"]
+    assert events[-2]["signal"] == name
+    validate_archive(Path(summary["archive"]))

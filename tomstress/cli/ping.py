@@ -145,7 +145,8 @@ async def _run(
     if as_json:
         print(json.dumps(summary))
     else:
-        print_summary(summary, Console())
+        # A pipe gets 120 columns rather than rich's default 80: the table must not be cut.
+        print_summary(summary, Console(soft_wrap=True, width=None if sys.stdout.isatty() else 120))
     return summary["exit_code"]
 
 

@@ -1,13 +1,16 @@
 """`--local`: a responder on loopback in a child process, for a run that needs no setup.
 
 The child is this very program started again: `python -m tomstress` from a Python install, the
-binary itself when frozen (PyInstaller sets `sys.frozen`; `sys.executable` is then the binary).
+binary itself when frozen. PyInstaller sets `sys.frozen` and `sys.executable` is its binary; a
+staticx wrapper runs that binary from a temporary directory and names the file the user ran in
+STATICX_PROG_PATH, which is the one to start again.
 """
 
 from __future__ import annotations
 
 import asyncio
 import json
+import os
 import sys
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
@@ -23,7 +26,7 @@ STOP_TIMEOUT_S = 5.0
 
 def own_command() -> list[str]:
     if getattr(sys, "frozen", False):
-        return [sys.executable]
+        return [os.environ.get("STATICX_PROG_PATH") or sys.executable]
     return [sys.executable, "-m", "tomstress"]
 
 
@@ -32,9 +35,11 @@ async def local_responder() -> AsyncIterator[tuple[NodeId, tuple[str, int], asyn
     """Start a responder on 127.0.0.1 (a free port); yield its NodeId, address and process."""
     process = await asyncio.create_subprocess_exec(
         *own_command(), "responder", "--listen", "127.0.0.1:0", "--quiet",
-        stdin=asyncio.subprocess.DEVNULL,
+        stdin=asyncio.subprocess.PIPE,  # not DEVNULL: an empty chroot has no /dev/null
         stdout=asyncio.subprocess.PIPE,
     )  # fmt: skip
+    assert process.stdin is not None  # noqa: S101 - we asked for a pipe
+    process.stdin.close()
     try:
         assert process.stdout is not None  # noqa: S101 - we asked for a pipe
         try:

@@ -13,7 +13,7 @@ from typing import Any
 import typer
 from rich.console import Console
 
-from tomproto.buildinfo import version_line
+from tomproto.buildinfo import build_info
 from tomproto.errors import IdentityError
 from tomproto.identity import Identity, NodeId, load_or_create_identity
 from tomproto.node import MAX_DATAGRAM_ENVELOPE_BYTES, TRANSPORT_DATAGRAM, TRANSPORT_STREAM, Node
@@ -123,7 +123,7 @@ async def _run(
                 "run_start",
                 schema_version=SCHEMA_VERSION,
                 run_id=run_id,
-                tool={"name": "tom-stress", "version": __version__, "build": version_line("tom-stress")},
+                tool={"name": "tom-stress", "version": __version__, "build": build_info()},
                 mode="ping",
                 config=config.as_dict(),
                 campaign_sha256=None,

@@ -1,0 +1,117 @@
+"""The composition root: an identity, one transport endpoint, and the envelope layer between them.
+
+Rules it enforces:
+- every envelope received is opened (decode, verify, decrypt) before the application sees it;
+  refusals never escape: they are counted by reason (`rejected`);
+- every envelope sent is sealed here (encrypt-then-sign for Chat), so nothing unsigned leaves;
+- counts envelopes by direction and type (the later `tomproto_envelopes_total`).
+Routing, ACKs and resends (roadmap item 1) will sit between this and the transport.
+"""
+
+from __future__ import annotations
+
+import time
+from collections import Counter
+from collections.abc import Callable
+from dataclasses import dataclass
+
+from tomproto.identity import Identity, NodeId
+from tomproto.sealing import EnvelopeRejected, OpenedEnvelope, SealedEnvelope, open_envelope, seal_envelope
+from tomproto.transport import Endpoint, PeerConnection, TransportSettings
+from tomproto.wire.envelope import MessageType
+
+__all__ = ["Node", "ReceivedMessage", "TRANSPORT_STREAM", "TRANSPORT_DATAGRAM", "MAX_DATAGRAM_ENVELOPE_BYTES"]
+
+TRANSPORT_STREAM = "stream"
+TRANSPORT_DATAGRAM = "datagram"
+# A DATAGRAM frame must fit one QUIC packet of 1200 bytes: minus the short header (1 + 8-byte
+# connection id + up to 4-byte packet number), the AEAD tag (16) and the frame header (1 + 2).
+MAX_DATAGRAM_ENVELOPE_BYTES = 1200 - 13 - 16 - 3
+
+
+@dataclass(frozen=True, slots=True)
+class ReceivedMessage:
+    """An opened envelope, with where it came from. `connection` can carry the answer back."""
+
+    opened: OpenedEnvelope
+    connection: PeerConnection
+    transport: str
+    received_ns: int  # time.monotonic_ns() right after opening
+
+
+MessageHandler = Callable[[ReceivedMessage], None]
+
+
+class Node:
+    def __init__(self, identity: Identity, endpoint: Endpoint, on_message: MessageHandler | None) -> None:
+        self.identity = identity
+        self.endpoint = endpoint
+        self.on_message = on_message
+        self.rejected: Counter[str] = Counter()
+        self.envelopes: Counter[tuple[str, str]] = Counter()
+
+    @classmethod
+    async def start(
+        cls,
+        identity: Identity,
+        host: str,
+        port: int,
+        *,
+        settings: TransportSettings | None = None,
+        on_message: MessageHandler | None = None,
+    ) -> Node:
+        node = cls(identity, None, on_message)  # type: ignore[arg-type]
+        node.endpoint = await Endpoint.open(
+            identity,
+            host,
+            port,
+            settings,
+            on_frame=lambda connection, data: node._received(connection, data, TRANSPORT_STREAM),
+            on_datagram=lambda connection, data: node._received(connection, data, TRANSPORT_DATAGRAM),
+        )
+        return node
+
+    @property
+    def node_id(self) -> NodeId:
+        return self.identity.node_id
+
+    def seal(self, peer: NodeId, msg_type: MessageType, payload: bytes) -> SealedEnvelope:
+        return seal_envelope(self.identity, peer, msg_type, payload, now_ms=time.time_ns() // 1_000_000)
+
+    async def send(
+        self,
+        peer: NodeId,
+        sealed: SealedEnvelope,
+        *,
+        address: tuple[str, int] | None = None,
+        transport: str = TRANSPORT_STREAM,
+    ) -> PeerConnection:
+        """Send a sealed envelope, dialling `address` if there is no connection to `peer`."""
+        if transport == TRANSPORT_DATAGRAM:
+            connection = await self.endpoint.send_datagram(peer, sealed.wire, address)
+        else:
+            connection = await self.endpoint.send_frame(peer, sealed.wire, address)
+        self.envelopes["out", sealed.envelope.msg_type.value] += 1
+        return connection
+
+    def reply(self, message: ReceivedMessage, sealed: SealedEnvelope) -> None:
+        """Answer on the connection and transport the message came by (no dialling)."""
+        if message.transport == TRANSPORT_DATAGRAM:
+            message.connection.send_datagram(sealed.wire)
+        else:
+            message.connection.send_frame(sealed.wire)
+        self.envelopes["out", sealed.envelope.msg_type.value] += 1
+
+    def _received(self, connection: PeerConnection, data: bytes, transport: str) -> None:
+        try:
+            opened = open_envelope(self.identity, data)
+        except EnvelopeRejected as refused:
+            self.rejected[refused.reason.value] += 1
+            return
+        received_ns = time.monotonic_ns()
+        self.envelopes["in", opened.envelope.msg_type.value] += 1
+        if self.on_message is not None:
+            self.on_message(ReceivedMessage(opened, connection, transport, received_ns))
+
+    async def close(self) -> None:
+        await self.endpoint.close()

@@ -1,0 +1,1 @@
+"""tom-relay: the rendezvous and relay server (spec/protocol.md §8)."""

@@ -1,0 +1,22 @@
+"""The asyncio side of the node: one UDP socket, QUIC connections authenticated by NodeId, framing."""
+
+from tomproto.transport.connection import PATH_DIRECT, PATH_RELAY, PeerConnection
+from tomproto.transport.endpoint import Endpoint, PeerConnected, PeerDisconnected, TransportCounters
+from tomproto.transport.errors import ConnectionLost, DialTimeout, PeerAuthenticationError, TransportError
+from tomproto.transport.quic import ALPN, TransportSettings
+
+__all__ = [
+    "ALPN",
+    "PATH_DIRECT",
+    "PATH_RELAY",
+    "Endpoint",
+    "PeerConnection",
+    "PeerConnected",
+    "PeerDisconnected",
+    "TransportCounters",
+    "TransportSettings",
+    "TransportError",
+    "PeerAuthenticationError",
+    "DialTimeout",
+    "ConnectionLost",
+]

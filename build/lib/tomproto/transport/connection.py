@@ -1,0 +1,260 @@
+"""One QUIC connection to one peer, as the endpoint drives it.
+
+Rules it enforces:
+- QUIC sees a per-connection pseudo-address that never changes; the path underneath decides where
+  packets really go (today the peer's direct address; the relay path arrives with tom-relay), so a
+  path change never looks like a migration to QUIC;
+- the peer is authenticated by its certificate's key: a dialer refuses a key other than the NodeId
+  it dialled; a listener refuses a dialer without a certificate and learns its NodeId otherwise;
+  nothing is delivered from a connection before that;
+- each envelope arrives on its own stream as one frame (framing.py); a bad frame resets only its
+  stream.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from typing import TYPE_CHECKING
+
+from aioquic.quic import events
+
+from tomproto.errors import IdentityError
+from tomproto.identity import NodeId
+from tomproto.transport.certificates import node_id_of_certificate
+from tomproto.transport.errors import ConnectionLost, PeerAuthenticationError, TransportError
+from tomproto.transport.framing import FrameError, FrameReader, frame
+from tomproto.transport.quic import TomQuicConnection
+
+if TYPE_CHECKING:
+    from tomproto.transport.endpoint import Endpoint
+
+__all__ = ["PeerConnection", "PATH_DIRECT", "PATH_RELAY"]
+
+PATH_DIRECT = "direct"
+PATH_RELAY = "relay"
+_STREAM_REFUSED = 0x1  # application error code on a reset stream: the frame was refused
+MAX_OPEN_STREAMS = 32
+
+
+class PeerConnection:
+    """A QUIC connection with an authenticated peer; created and owned by an Endpoint."""
+
+    def __init__(
+        self,
+        endpoint: Endpoint,
+        quic: TomQuicConnection,
+        pseudo_address: tuple[str, int],
+        remote_address: tuple[str, int],
+        *,
+        dialer: bool,
+        expected_peer: NodeId | None,
+        now: float,
+    ) -> None:
+        self.endpoint = endpoint
+        self.quic = quic
+        self.pseudo_address = pseudo_address
+        self.remote_address = remote_address
+        self.dialer = dialer
+        self.expected_peer = expected_peer
+        self.peer: NodeId | None = None
+        self.path = PATH_DIRECT
+        self.started_at = now
+        self.established_at: float | None = None
+        self.closed = False
+        self.draining = False
+        self.close_reason: str | None = None
+        self.connection_ids: set[bytes] = set()
+        self.ready: asyncio.Future[PeerConnection] = endpoint.loop.create_future()
+        self._readers: dict[int, FrameReader] = {}
+        # Back-pressure: aioquic walks every open stream for each packet it builds, so thousands of
+        # queued streams make sending quadratic. Senders wait while too many are open.
+        self.writable = asyncio.Event()
+        self.writable.set()
+        self._timer: asyncio.TimerHandle | None = None
+        self._keepalive: asyncio.TimerHandle | None = None
+
+    @property
+    def usable(self) -> bool:
+        return self.established_at is not None and not self.closed and not self.draining
+
+    @property
+    def handshake_s(self) -> float | None:
+        return None if self.established_at is None else self.established_at - self.started_at
+
+    # -- input -------------------------------------------------------------------------------
+
+    def receive(self, data: bytes, now: float) -> None:
+        self.quic.receive_datagram(data, self.pseudo_address, now)
+        self._process_events(now)
+        self.transmit()
+
+    def _on_timer(self) -> None:
+        self._timer = None
+        now = self.endpoint.loop.time()
+        self.quic.handle_timer(now)
+        self._process_events(now)
+        self.transmit()
+
+    def _process_events(self, now: float) -> None:
+        endpoint = self.endpoint
+        while (event := self.quic.next_event()) is not None:
+            if isinstance(event, events.StreamDataReceived):
+                self._on_stream_data(event)
+            elif isinstance(event, events.DatagramFrameReceived):
+                if self.peer is not None:
+                    endpoint.deliver_datagram(self, event.data)
+            elif isinstance(event, events.StreamReset):
+                self._readers.pop(event.stream_id, None)
+            elif isinstance(event, events.ConnectionIdIssued):
+                self.connection_ids.add(event.connection_id)
+                endpoint.register_connection_id(event.connection_id, self)
+            elif isinstance(event, events.ConnectionIdRetired):
+                self.connection_ids.discard(event.connection_id)
+                endpoint.forget_connection_id(event.connection_id)
+            elif isinstance(event, events.HandshakeCompleted):
+                self._on_handshake_completed(now)
+            elif isinstance(event, events.ConnectionTerminated):
+                self.terminate(f"connection closed: {event.reason_phrase or 'error 0x%x' % event.error_code}")
+
+    def _on_handshake_completed(self, now: float) -> None:
+        try:
+            peer = node_id_of_certificate(self.quic.peer_certificate)
+        except IdentityError as error:
+            self._refuse(PeerAuthenticationError(f"peer at {self._where()} failed authentication: {error}"))
+            return
+        if self.expected_peer is not None and peer != self.expected_peer:
+            self._refuse(
+                PeerAuthenticationError(
+                    f"the node at {self._where()} is {peer.hex}, not the NodeId dialled "
+                    f"({self.expected_peer.hex})"
+                )
+            )
+            return
+        self.peer = peer
+        self.established_at = now
+        self._schedule_keepalive()
+        self.endpoint.on_authenticated(self)
+
+    def _on_stream_data(self, event: events.StreamDataReceived) -> None:
+        if self.peer is None:  # only authenticated peers may deliver anything
+            return
+        stream_id = event.stream_id
+        reader = self._readers.get(stream_id)
+        if reader is None:
+            if not self._is_peer_stream(stream_id):
+                # The peer closing its direction of a stream we opened: nothing to read.
+                return
+            reader = self._readers[stream_id] = FrameReader()
+        result = reader.feed(event.data, event.end_stream)
+        if result is None:
+            return
+        if isinstance(result, FrameError):
+            self._readers.pop(stream_id, None)
+            self.endpoint.counters.streams_refused[result.value] += 1
+            if result is not FrameError.truncated:
+                self.quic.stop_stream(stream_id, _STREAM_REFUSED)
+            self.quic.reset_stream(stream_id, _STREAM_REFUSED)
+            return
+        if event.end_stream:  # otherwise the reader stays, to catch data past the frame
+            self._readers.pop(stream_id, None)
+        self.quic.send_stream_data(stream_id, b"", end_stream=True)  # close our direction too
+        self.endpoint.deliver_frame(self, result)
+
+    def _is_peer_stream(self, stream_id: int) -> bool:
+        # Bit 0 of a stream id is set for server-initiated streams.
+        return bool(stream_id & 1) == self.dialer
+
+    def sends_to_connection_id(self, connection_id: bytes) -> bool:
+        """Whether `connection_id` is one the peer issued for this connection (aioquic internals)."""
+        quic = self.quic
+        return quic._peer_cid.cid == connection_id or any(
+            issued.cid == connection_id for issued in quic._peer_cid_available
+        )
+
+    # -- output ------------------------------------------------------------------------------
+
+    def send_frame(self, data: bytes) -> None:
+        if not self.usable:
+            raise ConnectionLost(f"connection to {self._where()} is {self.close_reason or 'not ready'}")
+        stream_id = self.quic.get_next_available_stream_id()
+        self.quic.send_stream_data(stream_id, frame(data), end_stream=True)
+        self.endpoint.counters.frames_sent += 1
+        self.transmit()
+
+    def send_datagram(self, data: bytes) -> None:
+        if not self.usable:
+            raise ConnectionLost(f"connection to {self._where()} is {self.close_reason or 'not ready'}")
+        self.quic.send_datagram_frame(data)
+        self.transmit()
+
+    def transmit(self) -> None:
+        endpoint = self.endpoint
+        now = endpoint.loop.time()
+        for data, _ in self.quic.datagrams_to_send(now):
+            endpoint.send_packet(data, self.remote_address)
+        if len(self.quic._streams) < MAX_OPEN_STREAMS:
+            self.writable.set()
+        else:
+            self.writable.clear()
+        deadline = self.quic.get_timer()
+        if self._timer is not None and (deadline is None or self._timer.when() != deadline):
+            self._timer.cancel()
+            self._timer = None
+        if deadline is not None and self._timer is None:
+            self._timer = endpoint.loop.call_at(deadline, self._on_timer)
+
+    def _schedule_keepalive(self) -> None:
+        interval = self.endpoint.settings.keepalive_interval_s
+        self._keepalive = self.endpoint.loop.call_later(interval, self._send_keepalive)
+
+    def _send_keepalive(self) -> None:
+        if self.closed:
+            return
+        self.quic.send_ping(0)
+        self.transmit()
+        self._schedule_keepalive()
+
+    # -- end ---------------------------------------------------------------------------------
+
+    def close(self, reason: str) -> None:
+        """Close gracefully: tell the peer, stop using it now, forget it when QUIC is done."""
+        if self.closed:
+            return
+        self.close_reason = reason
+        self.draining = True
+        self.quic.close(error_code=0, reason_phrase=reason)
+        self.transmit()
+        self.endpoint.on_unusable(self)
+        self._fail_ready(ConnectionLost(reason))
+
+    def retire(self, reason: str, grace_s: float) -> None:
+        """Stop using the connection now and close it after `grace_s`, so frames in flight land."""
+        self.draining = True
+        self.endpoint.on_unusable(self)
+        self.endpoint.loop.call_later(grace_s, self.close, reason)
+
+    def terminate(self, reason: str) -> None:
+        """Forget the connection at once (QUIC finished, or the peer proved it lost the state)."""
+        if self.closed:
+            return
+        self.closed = True
+        self.writable.set()  # wake waiting senders: they find the connection gone
+        self.close_reason = self.close_reason or reason
+        for handle in (self._timer, self._keepalive):
+            if handle is not None:
+                handle.cancel()
+        self.endpoint.on_terminated(self)
+        self._fail_ready(ConnectionLost(reason))
+
+    def _refuse(self, error: TransportError) -> None:
+        self._fail_ready(error)
+        self.close(str(error))
+
+    def _fail_ready(self, error: TransportError) -> None:
+        if not self.ready.done():
+            self.ready.set_exception(error)
+            self.ready.exception()  # mark retrieved: nobody may be waiting on a listener's side
+
+    def _where(self) -> str:
+        host, port = self.remote_address[:2]
+        return f"[{host}]:{port}" if ":" in host else f"{host}:{port}"

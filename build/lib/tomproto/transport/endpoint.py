@@ -1,0 +1,352 @@
+"""The node's one UDP socket: every QUIC connection (dialled and accepted) and non-QUIC packets.
+
+Rules it enforces:
+- packets are told apart by their first byte: QUIC (long or short header) goes to the connection
+  found by destination connection ID; an Initial of at least 1200 bytes from an unknown ID opens a
+  listener-side connection; anything else with both top bits clear is a control packet;
+- one usable connection per peer. When two exist (both sides dialled at once), both ends keep the
+  one dialled by the lower NodeId and drain the other; a connection authenticated long after the
+  existing one replaces it (the peer restarted and dialled again);
+- a short-header packet for an unknown connection ID is answered by a signed reset notice
+  (control.py), rate-limited, so a peer holding a stale connection redials at once;
+- every wait is bounded: dials time out, closing is bounded by QUIC's own timers.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import itertools
+from collections import Counter
+from collections.abc import Callable
+from dataclasses import dataclass, field
+
+from aioquic.buffer import Buffer
+from aioquic.quic.packet import QuicPacketType, QuicProtocolVersion, pull_quic_header
+
+from tomproto.identity import Identity, NodeId
+from tomproto.transport.connection import PeerConnection
+from tomproto.transport.control import (
+    KIND_RESET_NOTICE,
+    decode_reset_notice,
+    encode_reset_notice,
+    is_quic_packet,
+)
+from tomproto.transport.errors import DialTimeout, TransportError
+from tomproto.transport.quic import PacketCounters, TomQuicConnection, TransportSettings, quic_configuration
+
+__all__ = ["Endpoint", "TransportCounters", "PeerConnected", "PeerDisconnected", "FrameHandler"]
+
+CONNECTION_ID_BYTES = 8
+SIMULTANEOUS_DIAL_WINDOW_S = 2.0
+DRAIN_GRACE_S = 2.0
+_MIN_INITIAL_BYTES = 1200
+_SUPPORTED_VERSIONS = {QuicProtocolVersion.VERSION_1, QuicProtocolVersion.VERSION_2}
+_RESET_NOTICES_PER_S = 20
+
+FrameHandler = Callable[[PeerConnection, bytes], None]
+
+
+@dataclass(frozen=True, slots=True)
+class PeerConnected:
+    peer: NodeId
+    handshake_s: float
+    path: str
+    dialer: bool
+
+
+@dataclass(frozen=True, slots=True)
+class PeerDisconnected:
+    peer: NodeId | None
+    reason: str
+
+
+@dataclass(slots=True)
+class TransportCounters:
+    datagrams_sent: int = 0
+    datagrams_received: int = 0
+    bytes_sent: int = 0
+    bytes_received: int = 0
+    frames_sent: int = 0
+    frames_received: int = 0
+    send_errors: int = 0
+    malformed_packets: int = 0
+    streams_refused: Counter[str] = field(default_factory=Counter)
+    reset_notices_sent: int = 0
+    reset_notices_honoured: int = 0
+    quic: PacketCounters = field(default_factory=PacketCounters)
+
+
+class Endpoint(asyncio.DatagramProtocol):
+    """Owns the UDP socket and every connection; use `await Endpoint.open(...)`."""
+
+    def __init__(
+        self,
+        identity: Identity,
+        settings: TransportSettings,
+        *,
+        on_frame: FrameHandler | None = None,
+        on_datagram: FrameHandler | None = None,
+        on_event: Callable[[object], None] | None = None,
+    ) -> None:
+        self.identity = identity
+        self.settings = settings
+        self.loop = asyncio.get_running_loop()
+        self.counters = TransportCounters()
+        self.on_frame = on_frame
+        self.on_datagram = on_datagram
+        self.on_event = on_event
+        self._client_configuration = quic_configuration(identity, settings, is_client=True)
+        self._server_configuration = quic_configuration(identity, settings, is_client=False)
+        self._transport: asyncio.DatagramTransport | None = None
+        self._by_connection_id: dict[bytes, PeerConnection] = {}
+        self._by_peer: dict[NodeId, PeerConnection] = {}
+        self._dials: dict[NodeId, asyncio.Future[PeerConnection]] = {}
+        self._pseudo_addresses = itertools.count(1)
+        self._reset_budget = float(_RESET_NOTICES_PER_S)
+        self._reset_budget_at = 0.0
+
+    @classmethod
+    async def open(
+        cls,
+        identity: Identity,
+        host: str,
+        port: int,
+        settings: TransportSettings | None = None,
+        **handlers: object,
+    ) -> Endpoint:
+        loop = asyncio.get_running_loop()
+        endpoint = cls(identity, settings or TransportSettings(), **handlers)  # type: ignore[arg-type]
+        await loop.create_datagram_endpoint(lambda: endpoint, local_addr=(host, port))
+        return endpoint
+
+    @property
+    def local_address(self) -> tuple[str, int]:
+        if self._transport is None:
+            raise TransportError("endpoint is not open")
+        host, port = self._transport.get_extra_info("sockname")[:2]
+        return host, port
+
+    def connection_to(self, peer: NodeId) -> PeerConnection | None:
+        connection = self._by_peer.get(peer)
+        return connection if connection is not None and connection.usable else None
+
+    def connections(self) -> list[PeerConnection]:
+        return list(self._by_peer.values())
+
+    # -- dialling and sending ---------------------------------------------------------------
+
+    async def connect(self, peer: NodeId, address: tuple[str, int], timeout_s: float | None = None) -> PeerConnection:
+        """The usable connection to `peer`, dialling `address` if there is none."""
+        existing = self.connection_to(peer)
+        if existing is not None:
+            return existing
+        timeout_s = self.settings.handshake_timeout_s if timeout_s is None else timeout_s
+        pending = self._dials.get(peer)
+        if pending is None:
+            pending = self._dial(peer, address)
+        try:
+            return await asyncio.wait_for(asyncio.shield(pending), timeout_s)
+        except asyncio.TimeoutError:
+            raise DialTimeout(f"no handshake with {address[0]}:{address[1]} within {timeout_s:g} s") from None
+
+    def _dial(self, peer: NodeId, address: tuple[str, int]) -> asyncio.Future[PeerConnection]:
+        now = self.loop.time()
+        quic = TomQuicConnection(
+            configuration=self._client_configuration, counters=self.counters.quic
+        )
+        connection = PeerConnection(
+            self, quic, self._next_pseudo_address(), address, dialer=True, expected_peer=peer, now=now
+        )
+        self.register_connection_id(quic.host_cid, connection)
+        connection.connection_ids.add(quic.host_cid)
+        quic.connect(connection.pseudo_address, now)
+        self._dials[peer] = connection.ready
+        connection.ready.add_done_callback(lambda _: self._dials.pop(peer, None))
+        # A dial nobody waits for any more must not linger: give up after the handshake timeout.
+        self.loop.call_later(
+            self.settings.handshake_timeout_s,
+            lambda: None if connection.ready.done() else connection.close("handshake timed out"),
+        )
+        connection.transmit()
+        return connection.ready
+
+    async def send_frame(self, peer: NodeId, data: bytes, address: tuple[str, int] | None = None) -> PeerConnection:
+        connection = await self._usable(peer, address)
+        if not connection.writable.is_set():
+            await connection.writable.wait()
+        connection.send_frame(data)
+        return connection
+
+    async def send_datagram(self, peer: NodeId, data: bytes, address: tuple[str, int] | None = None) -> PeerConnection:
+        connection = await self._usable(peer, address)
+        connection.send_datagram(data)
+        return connection
+
+    async def _usable(self, peer: NodeId, address: tuple[str, int] | None) -> PeerConnection:
+        connection = self.connection_to(peer)
+        if connection is not None:
+            return connection
+        if address is None:
+            raise TransportError(f"no connection to {peer.hex[:16]}… and no address to dial")
+        return await self.connect(peer, address)
+
+    # -- connection bookkeeping (called by PeerConnection) ----------------------------------
+
+    def register_connection_id(self, connection_id: bytes, connection: PeerConnection) -> None:
+        self._by_connection_id[connection_id] = connection
+
+    def forget_connection_id(self, connection_id: bytes) -> None:
+        self._by_connection_id.pop(connection_id, None)
+
+    def on_authenticated(self, connection: PeerConnection) -> None:
+        peer = connection.peer
+        assert peer is not None  # noqa: S101 - set by the caller just before
+        existing = self._by_peer.get(peer)
+        kept, loser = connection, None
+        if existing is not None and existing.usable and existing is not connection:
+            kept = self._choose(existing, connection)
+            loser = connection if kept is existing else existing
+        self._by_peer[peer] = kept
+        if not connection.ready.done():
+            connection.ready.set_result(kept)
+        if loser is not None:
+            loser.retire("duplicate connection", DRAIN_GRACE_S)
+        if kept is connection and self.on_event is not None:
+            self.on_event(PeerConnected(peer, connection.handshake_s or 0.0, connection.path, connection.dialer))
+
+    def _choose(self, existing: PeerConnection, newer: PeerConnection) -> PeerConnection:
+        assert existing.established_at is not None and newer.established_at is not None  # noqa: S101
+        if newer.established_at - existing.established_at > SIMULTANEOUS_DIAL_WINDOW_S:
+            return newer  # the peer restarted and dialled again: the old one is stale
+
+        def dialler(connection: PeerConnection) -> bytes:
+            return self.identity.node_id.raw if connection.dialer else connection.peer.raw  # type: ignore[union-attr]
+
+        return min(existing, newer, key=dialler)
+
+    def on_unusable(self, connection: PeerConnection) -> None:
+        if connection.peer is not None and self._by_peer.get(connection.peer) is connection:
+            del self._by_peer[connection.peer]
+
+    def on_terminated(self, connection: PeerConnection) -> None:
+        self.on_unusable(connection)
+        for connection_id in connection.connection_ids:
+            if self._by_connection_id.get(connection_id) is connection:
+                del self._by_connection_id[connection_id]
+        if connection.established_at is not None and self.on_event is not None:
+            self.on_event(PeerDisconnected(connection.peer, connection.close_reason or "closed"))
+
+    def deliver_frame(self, connection: PeerConnection, data: bytes) -> None:
+        self.counters.frames_received += 1
+        if self.on_frame is not None:
+            self.on_frame(connection, data)
+
+    def deliver_datagram(self, connection: PeerConnection, data: bytes) -> None:
+        if self.on_datagram is not None:
+            self.on_datagram(connection, data)
+
+    def _next_pseudo_address(self) -> tuple[str, int]:
+        return ("tom-path", next(self._pseudo_addresses))
+
+    # -- the socket ---------------------------------------------------------------------------
+
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        self._transport = transport  # type: ignore[assignment]
+
+    def send_packet(self, data: bytes, address: tuple[str, int]) -> None:
+        if self._transport is None or self._transport.is_closing():
+            self.counters.send_errors += 1
+            return
+        self._transport.sendto(data, address)
+        self.counters.datagrams_sent += 1
+        self.counters.bytes_sent += len(data)
+
+    def error_received(self, exc: Exception) -> None:
+        self.counters.send_errors += 1
+
+    def datagram_received(self, data: bytes, address: tuple[str, int]) -> None:  # type: ignore[override]
+        self.counters.datagrams_received += 1
+        self.counters.bytes_received += len(data)
+        now = self.loop.time()
+        if not is_quic_packet(data):
+            self._control_received(data)
+            return
+        try:
+            header = pull_quic_header(Buffer(data=data), host_cid_length=CONNECTION_ID_BYTES)
+        except Exception:  # aioquic raises ValueError and BufferReadError for garbage
+            self.counters.malformed_packets += 1
+            return
+        connection = self._by_connection_id.get(header.destination_cid)
+        if connection is None:
+            if (
+                header.packet_type == QuicPacketType.INITIAL
+                and header.version in _SUPPORTED_VERSIONS
+                and len(data) >= _MIN_INITIAL_BYTES
+            ):
+                connection = self._accept(header.destination_cid, address, now)
+            elif header.packet_type == QuicPacketType.ONE_RTT:
+                self._send_reset_notice(header.destination_cid, address, now)
+                return
+            else:
+                return
+        connection.receive(data, now)
+
+    def _accept(self, original_destination_id: bytes, address: tuple[str, int], now: float) -> PeerConnection:
+        quic = TomQuicConnection(
+            configuration=self._server_configuration,
+            original_destination_connection_id=original_destination_id,
+            counters=self.counters.quic,
+        )
+        connection = PeerConnection(
+            self, quic, self._next_pseudo_address(), address, dialer=False, expected_peer=None, now=now
+        )
+        for connection_id in (original_destination_id, quic.host_cid):
+            self.register_connection_id(connection_id, connection)
+            connection.connection_ids.add(connection_id)
+        self.loop.call_later(
+            self.settings.handshake_timeout_s,
+            lambda: None if connection.established_at is not None else connection.close("handshake timed out"),
+        )
+        return connection
+
+    def _send_reset_notice(self, connection_id: bytes, address: tuple[str, int], now: float) -> None:
+        # A token bucket: a spoofed flood must not turn us into a packet source.
+        self._reset_budget = min(
+            float(_RESET_NOTICES_PER_S), self._reset_budget + (now - self._reset_budget_at) * _RESET_NOTICES_PER_S
+        )
+        self._reset_budget_at = now
+        if self._reset_budget < 1:
+            return
+        self._reset_budget -= 1
+        self.counters.reset_notices_sent += 1
+        self.send_packet(encode_reset_notice(self.identity, connection_id), address)
+
+    def _control_received(self, data: bytes) -> None:
+        if data and data[0] == KIND_RESET_NOTICE:
+            notice = decode_reset_notice(data)
+            if notice is None:
+                self.counters.malformed_packets += 1
+                return
+            # The notice names the ID the peer knew itself by: the ID we send to, not ours.
+            for connection in set(self._by_connection_id.values()):
+                if (
+                    connection.peer is not None
+                    and connection.peer.raw == notice.node_id_raw
+                    and connection.sends_to_connection_id(notice.connection_id)
+                    and notice.verifies()
+                ):
+                    self.counters.reset_notices_honoured += 1
+                    connection.terminate("the peer lost this connection (it restarted)")
+            return
+        self.counters.malformed_packets += 1
+
+    async def close(self) -> None:
+        """Close every connection (telling the peers) and the socket."""
+        for connection in list(self._by_connection_id.values()):
+            if not connection.closed:
+                connection.close("endpoint closing")
+        await asyncio.sleep(0)  # let the close packets leave
+        for connection in list(self._by_connection_id.values()):
+            connection.terminate("endpoint closed")
+        if self._transport is not None:
+            self._transport.close()

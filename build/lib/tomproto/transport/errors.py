@@ -1,0 +1,23 @@
+"""Transport errors: what a caller of the transport can be told."""
+
+from __future__ import annotations
+
+from tomproto.errors import TomError
+
+__all__ = ["TransportError", "PeerAuthenticationError", "DialTimeout", "ConnectionLost"]
+
+
+class TransportError(TomError):
+    """A peer could not be reached or a connection could not be used."""
+
+
+class PeerAuthenticationError(TransportError):
+    """The peer's key is not the NodeId dialled, or the dialer presented no usable key."""
+
+
+class DialTimeout(TransportError):
+    """No handshake completed in time."""
+
+
+class ConnectionLost(TransportError):
+    """The connection closed before or while it was used."""

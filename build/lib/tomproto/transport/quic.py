@@ -1,0 +1,89 @@
+"""aioquic configured for ToM: ALPN, mutual authentication by Ed25519 certificates, counters.
+
+aioquic only requests a client certificate through a non-public switch
+(`tls.Context._request_client_certificate`); aioquic is pinned to a minor version in pyproject.toml
+and tests/integration/test_transport.py fails if the switch stops working (the listener would no
+longer learn the dialer's NodeId).
+"""
+
+from __future__ import annotations
+
+import ssl
+from dataclasses import dataclass
+from typing import Any
+
+from aioquic.quic.configuration import QuicConfiguration
+from aioquic.quic.connection import QuicConnection
+
+from tomproto.identity import Identity
+from tomproto.transport.certificates import node_certificate
+
+__all__ = ["ALPN", "TransportSettings", "PacketCounters", "TomQuicConnection", "quic_configuration"]
+
+ALPN = "tom-protocol/transport/0"
+
+
+@dataclass(frozen=True, slots=True)
+class TransportSettings:
+    idle_timeout_s: float = 30.0
+    keepalive_interval_s: float = 10.0  # well under common UDP NAT timeouts (30 s)
+    handshake_timeout_s: float = 5.0
+    max_datagram_frame_bytes: int = 65536
+    # Flow-control windows bound what one peer can make us buffer (low-memory mode lowers them).
+    max_connection_data_bytes: int = 4 * 1024 * 1024
+    max_stream_data_bytes: int = 1024 * 1024 + 4
+
+
+@dataclass(slots=True)
+class PacketCounters:
+    """QUIC packets sent and declared lost by aioquic's loss detection (path loss, not probe loss)."""
+
+    packets_sent: int = 0
+    packets_lost: int = 0
+
+
+def quic_configuration(identity: Identity, settings: TransportSettings, *, is_client: bool) -> QuicConfiguration:
+    certificate, private_key = node_certificate(identity)
+    return QuicConfiguration(
+        is_client=is_client,
+        alpn_protocols=[ALPN],
+        verify_mode=ssl.CERT_NONE,  # the key is pinned to the NodeId after the handshake instead
+        certificate=certificate,
+        private_key=private_key,
+        idle_timeout=settings.idle_timeout_s,
+        max_datagram_frame_size=settings.max_datagram_frame_bytes,
+        max_data=settings.max_connection_data_bytes,
+        max_stream_data=settings.max_stream_data_bytes,
+    )
+
+
+class TomQuicConnection(QuicConnection):
+    """A QuicConnection that asks the dialer for its certificate and counts packets."""
+
+    def __init__(self, *, counters: PacketCounters, **kwargs: Any) -> None:
+        super().__init__(**kwargs)
+        self._counters = counters
+        recovery = self._loss
+        sent, lost = recovery.on_packet_sent, recovery._on_packets_lost
+
+        def on_packet_sent(**arguments: Any) -> None:
+            counters.packets_sent += 1
+            sent(**arguments)
+
+        def on_packets_lost(**arguments: Any) -> None:
+            if arguments.get("congestion_event", True):  # False: a PTO expiry, not a loss
+                arguments["packets"] = packets = list(arguments["packets"])
+                counters.packets_lost += len(packets)
+            lost(**arguments)
+
+        recovery.on_packet_sent = on_packet_sent  # type: ignore[method-assign]
+        recovery._on_packets_lost = on_packets_lost  # type: ignore[method-assign]
+
+    def _initialize(self, peer_cid: bytes) -> None:
+        super()._initialize(peer_cid)
+        if not self._is_client:
+            self.tls._request_client_certificate = True
+
+    @property
+    def peer_certificate(self) -> Any:
+        return self.tls._peer_certificate if getattr(self, "tls", None) is not None else None

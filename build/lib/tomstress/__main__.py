@@ -1,0 +1,5 @@
+"""`python -m tomstress` runs the tom-stress command line."""
+
+from tomstress.cli import main
+
+main()

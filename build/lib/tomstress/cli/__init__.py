@@ -1,0 +1,49 @@
+"""The tom-stress command line: one module per command group, thin commands over library calls.
+
+Exit codes (spec/measurement.md §4): 0 success, 1 a phase failed its criteria, 2 usage or
+configuration error, 3 the peer was never reached, 130/143 interrupted.
+"""
+
+from __future__ import annotations
+
+import typer
+
+from tomproto.errors import LocalError
+from tomstress.cli import identity, ping, responder
+from tomstress.cli.common import fail
+from tomproto.buildinfo import version_line
+
+__all__ = ["app", "main"]
+
+app = typer.Typer(
+    name="tom-stress",
+    help="Field measurement campaigns for the ToM peer-to-peer protocol.",
+    no_args_is_help=True,
+    add_completion=False,
+    pretty_exceptions_show_locals=False,  # locals may hold keys
+)
+identity.register(app)
+responder.register(app)
+ping.register(app)
+
+
+def _print_version(value: bool) -> None:
+    if value:
+        typer.echo(version_line("tom-stress"))
+        raise typer.Exit()
+
+
+@app.callback()
+def _root(
+    version: bool = typer.Option(
+        False, "--version", callback=_print_version, is_eager=True, help="Print the version and exit."
+    ),
+) -> None:
+    """Field measurement campaigns for the ToM peer-to-peer protocol."""
+
+
+def main() -> None:
+    try:
+        app()
+    except LocalError as error:  # configuration errors the commands did not handle themselves
+        fail(str(error))

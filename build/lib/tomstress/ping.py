@@ -1,0 +1,244 @@
+"""The ping run: open-loop probes to one responder, every outcome accounted for, one summary.
+
+The clock of a probe starts before the probe is built, encrypted, signed and sent, and stops when
+the matching reply has been opened (spec/measurement.md §1): the RTT is the application's round
+trip, our own stack included. Sends run as tasks, so a slow send or a redial never delays the
+next slot (no coordinated omission).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import secrets
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+from tomproto.identity import NodeId
+from tomproto.node import MAX_DATAGRAM_ENVELOPE_BYTES, Node, ReceivedMessage
+from tomproto.transport import PeerConnected, PeerDisconnected, TransportError
+from tomproto.wire.envelope import MessageType
+from tomstress.archive import Archive
+from tomstress.engine import Outcome, ProbeRecord, ProbeTracker, ReplyVerdict
+from tomstress.probe import Probe, encode_probe, minimum_probe_size, parse_reply
+from tomstress.selfcheck import LoopLagSampler
+from tomstress.summary import PingObservations, build_summary
+
+__all__ = ["PingConfig", "PingRun", "datagram_size_limit", "PHASE"]
+
+PHASE = "ping"
+
+
+@dataclass(frozen=True, slots=True)
+class PingConfig:
+    peer: NodeId
+    address: tuple[str, int]
+    count: int | None  # None: continuous until stopped
+    interval_s: float
+    timeout_s: float
+    size: int
+    transport: str  # "stream" or "datagram"
+    max_loss_percent: float | None = None
+
+    def as_dict(self) -> dict[str, Any]:
+        return {
+            "peer": self.peer.hex,
+            "target_addr": f"{self.address[0]}:{self.address[1]}",
+            "count": self.count,
+            "interval_s": self.interval_s,
+            "timeout_s": self.timeout_s,
+            "size": self.size,
+            "transport": self.transport,
+            "max_loss_percent": self.max_loss_percent,
+        }
+
+
+def datagram_size_limit(node: Node, peer: NodeId, run_id: str) -> int:
+    """The largest probe size whose sealed envelope still fits one QUIC packet."""
+    low, high = minimum_probe_size(run_id, PHASE), 2048
+    while low < high:
+        middle = (low + high + 1) // 2
+        plaintext = encode_probe(Probe(run_id, PHASE, 2**32, 2**62, 2**62, middle))
+        # Ciphertext bytes of 128 or more take two bytes in the integer arrays: take the worst
+        # case over a few seals rather than one lucky draw.
+        wire = max(len(node.seal(peer, MessageType.Chat, plaintext).wire) for _ in range(8))
+        if wire <= MAX_DATAGRAM_ENVELOPE_BYTES:
+            low = middle
+        else:
+            high = middle - 1
+    return low
+
+
+@dataclass
+class PingRun:
+    """One ping run against one responder; `await run()` returns the summary dict."""
+
+    config: PingConfig
+    node: Node
+    archive: Archive
+    stop: asyncio.Event
+    on_progress: Callable[[PingRun], None] | None = None
+    run_id: str = field(default_factory=lambda: secrets.token_hex(8))
+    tracker: ProbeTracker = field(init=False)
+    observations: PingObservations = field(default_factory=PingObservations)
+    _tasks: set[asyncio.Task[None]] = field(default_factory=set)
+
+    def __post_init__(self) -> None:
+        self.tracker = ProbeTracker(self.run_id, self.config.timeout_s)
+
+    def _t(self, monotonic_s: float) -> float:
+        return self.archive.t_of(monotonic_s)
+
+    async def run(self) -> dict[str, Any]:
+        self.node.on_message = self._on_message
+        self.node.endpoint.on_event = self._on_transport_event
+        lag = LoopLagSampler()
+        lag.start()
+        try:
+            reached = await self._connect()
+            if reached:
+                await self._probe()
+        finally:
+            lag.stop()
+            self.node.on_message = None
+            self.node.endpoint.on_event = None
+            for task in self._tasks:
+                task.cancel()
+            if self._tasks:
+                await asyncio.gather(*self._tasks, return_exceptions=True)
+        for record in self.tracker.expire(time.monotonic(), run_over=True):
+            self._archive_probe(record)
+        self.observations.loop_lags_ms = lag.samples_ms
+        counters = self.node.endpoint.counters
+        return build_summary(self.config, self.run_id, self.tracker, self.observations, counters)
+
+    async def _connect(self) -> bool:
+        started = time.monotonic()
+        try:
+            connection = await self.node.endpoint.connect(
+                self.config.peer, self.config.address, timeout_s=min(self.config.timeout_s, 10.0)
+            )
+        except TransportError as error:
+            self.observations.connect_error = str(error)
+            self.archive.write("error", message=f"cannot reach the responder: {error}")
+            return False
+        self.observations.handshake_ms = (time.monotonic() - started) * 1000
+        self.archive.write(
+            "connected",
+            handshake_ms=round(self.observations.handshake_ms, 3),
+            path=connection.path,
+            peer_addr=f"{self.config.address[0]}:{self.config.address[1]}",
+        )
+        return True
+
+    async def _probe(self) -> None:
+        config = self.config
+        start = time.monotonic()
+        self.observations.started_s = start
+        seq = 0
+        while (config.count is None or seq < config.count) and not self.stop.is_set():
+            slot = start + seq * config.interval_s
+            if await self._wait(slot - time.monotonic()):
+                break
+            self.tracker.scheduled(seq, slot)
+            task = asyncio.ensure_future(self._send(seq))
+            self._tasks.add(task)
+            task.add_done_callback(self._tasks.discard)
+            self._expire()
+            seq += 1
+        self.observations.last_slot_s = time.monotonic()
+        # Grace: one timeout after the last send, or until every probe has its answer.
+        deadline = time.monotonic() + config.timeout_s
+        while not self.stop.is_set() and (self.tracker.pending or self._tasks) and time.monotonic() < deadline:
+            await self._wait(min(0.05, deadline - time.monotonic()))
+            self._expire()
+        self.observations.interrupted = self.stop.is_set()
+        self.observations.pending_at_end = self.tracker.pending
+
+    async def _wait(self, delay_s: float) -> bool:
+        """Sleep `delay_s` unless stopped first; True when stopped."""
+        if delay_s > 0:
+            try:
+                await asyncio.wait_for(self.stop.wait(), delay_s)
+            except asyncio.TimeoutError:
+                pass
+        if self.on_progress is not None:
+            self.on_progress(self)
+        return self.stop.is_set()
+
+    async def _send(self, seq: int) -> None:
+        config = self.config
+        sent_ns = time.monotonic_ns()  # before the probe is built: the RTT includes our own stack
+        sent_s = sent_ns / 1e9
+        self.tracker.sent(seq, sent_s, None, None)
+        probe = Probe(self.run_id, PHASE, seq, sent_ns, time.time_ns(), config.size)
+        sealed = self.node.seal(config.peer, MessageType.Chat, encode_probe(probe))
+        record = self.tracker.records[seq]
+        record.wire_size = len(sealed.wire)
+        try:
+            connection = await asyncio.wait_for(
+                self.node.send(config.peer, sealed, address=config.address, transport=config.transport),
+                config.timeout_s,
+            )
+        except (TransportError, asyncio.TimeoutError) as error:
+            message = str(error) or "send timed out"
+            self._archive_probe(self.tracker.send_failed(seq, sent_s, message))
+            return
+        record.path_sent = connection.path
+
+    def _on_message(self, message: ReceivedMessage) -> None:
+        reply = parse_reply(message.opened.plaintext)
+        if reply is None:
+            self.observations.not_a_reply += 1
+            return
+        verdict, record = self.tracker.reply(
+            reply.run_id, reply.seq, message.received_ns / 1e9, message.connection.path
+        )
+        if verdict in (ReplyVerdict.ok, ReplyVerdict.late) and record is not None:
+            self.observations.timestamps[reply.seq] = (
+                reply.sent_wall_ns,
+                reply.responder_received_wall_ns,
+                reply.responder_sent_wall_ns,
+            )
+            self._archive_probe(record)
+        elif verdict is ReplyVerdict.duplicate:
+            self.archive.write("duplicate", seq=reply.seq)
+
+    def _on_transport_event(self, event: object) -> None:
+        now = time.monotonic()
+        if isinstance(event, PeerDisconnected) and event.peer == self.config.peer:
+            self.observations.down_since_s = now
+            self.archive.write("error", message=f"connection lost: {event.reason}")
+        elif isinstance(event, PeerConnected) and event.peer == self.config.peer:
+            down = self.observations.down_since_s
+            if down is not None:
+                self.observations.down_since_s = None
+                self.observations.reconnections.append(now - down)
+                self.archive.write(
+                    "reconnect", down_t=self._t(down), up_t=self._t(now), time_to_recover_s=round(now - down, 6)
+                )
+
+    def _expire(self) -> None:
+        for record in self.tracker.expire(time.monotonic()):
+            self._archive_probe(record)
+
+    def _archive_probe(self, record: ProbeRecord) -> None:
+        rtt = record.rtt_s
+        timer_error = record.timer_error_s
+        self.archive.write(
+            "probe",
+            seq=record.seq,
+            phase=PHASE,
+            outcome=record.outcome.value if record.outcome else None,
+            rtt_ms=None if rtt is None or record.outcome not in (Outcome.ok, Outcome.late) else round(rtt * 1000, 6),
+            scheduled_t=self._t(record.scheduled_s),
+            sent_t=None if record.sent_s is None else self._t(record.sent_s),
+            timer_error_ms=None if timer_error is None else round(timer_error * 1000, 6),
+            path_sent=record.path_sent,
+            path_received=record.path_received,
+            size=self.config.size,
+            wire_size=record.wire_size,
+            transport=self.config.transport,
+            **({"error": record.error} if record.error else {}),
+        )

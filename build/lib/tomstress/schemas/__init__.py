@@ -1,0 +1,1 @@
+"""JSON Schemas of the files tom-stress writes, shipped as package data."""

@@ -17,7 +17,7 @@ from dataclasses import dataclass
 
 from tomproto.identity import Identity, NodeId
 from tomproto.sealing import EnvelopeRejected, OpenedEnvelope, SealedEnvelope, open_envelope, seal_envelope
-from tomproto.transport import Endpoint, PeerConnection, TransportSettings
+from tomproto.transport import ConnectionBusy, Endpoint, PeerConnection, TransportSettings
 from tomproto.wire.envelope import MessageType
 
 __all__ = ["Node", "ReceivedMessage", "TRANSPORT_STREAM", "TRANSPORT_DATAGRAM", "MAX_DATAGRAM_ENVELOPE_BYTES"]
@@ -95,7 +95,14 @@ class Node:
         return connection
 
     def reply(self, message: ReceivedMessage, sealed: SealedEnvelope) -> None:
-        """Answer on the connection and transport the message came by (no dialling)."""
+        """Answer on the connection and transport the message came by (no dialling).
+
+        An answer cannot wait for back-pressure (the callback must return), so beyond
+        `max_reply_streams` open streams it is refused with ConnectionBusy: a peer that does not
+        read its answers cannot make us buffer without bound."""
+        connection = message.connection
+        if message.transport != TRANSPORT_DATAGRAM and connection.open_streams >= self.endpoint.settings.max_reply_streams:
+            raise ConnectionBusy(f"{connection.open_streams} streams to that peer are still open")
         if message.transport == TRANSPORT_DATAGRAM:
             message.connection.send_datagram(sealed.wire)
         else:

@@ -31,10 +31,12 @@ def own_command() -> list[str]:
 
 
 @asynccontextmanager
-async def local_responder() -> AsyncIterator[tuple[NodeId, tuple[str, int], asyncio.subprocess.Process]]:
+async def local_responder(
+    *extra_arguments: str,
+) -> AsyncIterator[tuple[NodeId, tuple[str, int], asyncio.subprocess.Process]]:
     """Start a responder on 127.0.0.1 (a free port); yield its NodeId, address and process."""
     process = await asyncio.create_subprocess_exec(
-        *own_command(), "responder", "--listen", "127.0.0.1:0", "--quiet",
+        *own_command(), "responder", "--listen", "127.0.0.1:0", "--quiet", *extra_arguments,
         stdin=asyncio.subprocess.PIPE,  # not DEVNULL: an empty chroot has no /dev/null
         stdout=asyncio.subprocess.PIPE,
     )  # fmt: skip

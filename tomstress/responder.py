@@ -13,7 +13,7 @@ from collections import Counter
 
 from tomproto.identity import Identity
 from tomproto.node import Node, ReceivedMessage
-from tomproto.transport import ConnectionLost, TransportSettings
+from tomproto.transport import ConnectionBusy, ConnectionLost, TransportSettings
 from tomproto.wire.envelope import MessageType
 from tomstress.probe import encode_reply, parse_probe
 
@@ -45,6 +45,9 @@ class Responder:
         sealed = node.seal(message.connection.peer, MessageType.Chat, plaintext)  # type: ignore[arg-type]
         try:
             node.reply(message, sealed)
+        except ConnectionBusy:
+            self.counts["reply_dropped_busy"] += 1
+            return
         except ConnectionLost:
             self.counts["reply_failed"] += 1
             return

@@ -14,7 +14,7 @@ from aioquic.quic import events
 from aioquic.quic.configuration import QuicConfiguration
 
 from tomproto.identity import Identity, NodeId
-from tomproto.transport import ALPN, Endpoint, PeerAuthenticationError, PeerConnection
+from tomproto.transport import ALPN, DialTimeout, Endpoint, PeerAuthenticationError, PeerConnection, TransportSettings
 from tomproto.transport.certificates import node_certificate
 from tomproto.transport.framing import FRAME_CAP_BYTES, frame
 
@@ -199,5 +199,24 @@ def test_a_peer_that_restarted_is_redialled_at_once_through_its_reset_notice() -
                 assert restarted.counters.reset_notices_sent >= 1
                 await client.send_frame(server_identity.node_id, b"two", address)
                 assert (await inbox.next())[1] == b"echo:two"
+
+    run(scenario())
+
+
+def test_low_memory_profile_caps_connections_and_advertised_streams() -> None:
+    async def scenario() -> None:
+        settings = TransportSettings.low_memory()
+        tight = TransportSettings(max_connections=1, max_peer_streams=settings.max_peer_streams, handshake_timeout_s=1.0)
+        listener = Identity.generate()
+        server = await Endpoint.open(listener, "127.0.0.1", 0, tight)
+        try:
+            async with endpoint(Identity.generate()) as first, endpoint(Identity.generate()) as second:
+                connection = await first.connect(listener.node_id, server.local_address)
+                assert connection.quic._remote_max_streams_bidi == settings.max_peer_streams
+                with pytest.raises(DialTimeout):
+                    await second.connect(listener.node_id, server.local_address, timeout_s=1.0)
+                assert server.counters.connections_refused >= 1
+        finally:
+            await server.close()
 
     run(scenario())

@@ -2,7 +2,7 @@
 
 from tomproto.transport.connection import PATH_DIRECT, PATH_RELAY, PeerConnection
 from tomproto.transport.endpoint import Endpoint, PeerConnected, PeerDisconnected, TransportCounters
-from tomproto.transport.errors import ConnectionLost, DialTimeout, PeerAuthenticationError, TransportError
+from tomproto.transport.errors import ConnectionBusy, ConnectionLost, DialTimeout, PeerAuthenticationError, TransportError
 from tomproto.transport.quic import ALPN, TransportSettings
 
 __all__ = [
@@ -19,4 +19,5 @@ __all__ = [
     "PeerAuthenticationError",
     "DialTimeout",
     "ConnectionLost",
+    "ConnectionBusy",
 ]

@@ -33,7 +33,6 @@ __all__ = ["PeerConnection", "PATH_DIRECT", "PATH_RELAY"]
 PATH_DIRECT = "direct"
 PATH_RELAY = "relay"
 _STREAM_REFUSED = 0x1  # application error code on a reset stream: the frame was refused
-MAX_OPEN_STREAMS = 32
 
 
 class PeerConnection:
@@ -67,7 +66,8 @@ class PeerConnection:
         self.ready: asyncio.Future[PeerConnection] = endpoint.loop.create_future()
         self._readers: dict[int, FrameReader] = {}
         # Back-pressure: aioquic walks every open stream for each packet it builds, so thousands of
-        # queued streams make sending quadratic. Senders wait while too many are open.
+        # queued streams make sending quadratic. Senders wait while too many are open
+        # (TransportSettings.max_open_send_streams; 32 measured best for the one-way rate).
         self.writable = asyncio.Event()
         self.writable.set()
         self._timer: asyncio.TimerHandle | None = None
@@ -76,6 +76,10 @@ class PeerConnection:
     @property
     def usable(self) -> bool:
         return self.established_at is not None and not self.closed and not self.draining
+
+    @property
+    def open_streams(self) -> int:
+        return len(self.quic._streams)
 
     @property
     def handshake_s(self) -> float | None:
@@ -192,7 +196,7 @@ class PeerConnection:
         now = endpoint.loop.time()
         for data, _ in self.quic.datagrams_to_send(now):
             endpoint.send_packet(data, self.remote_address)
-        if len(self.quic._streams) < MAX_OPEN_STREAMS:
+        if self.open_streams < endpoint.settings.max_open_send_streams:
             self.writable.set()
         else:
             self.writable.clear()

@@ -73,6 +73,7 @@ class TransportCounters:
     streams_refused: Counter[str] = field(default_factory=Counter)
     reset_notices_sent: int = 0
     reset_notices_honoured: int = 0
+    connections_refused: int = 0
     quic: PacketCounters = field(default_factory=PacketCounters)
 
 
@@ -152,7 +153,9 @@ class Endpoint(asyncio.DatagramProtocol):
     def _dial(self, peer: NodeId, address: tuple[str, int]) -> asyncio.Future[PeerConnection]:
         now = self.loop.time()
         quic = TomQuicConnection(
-            configuration=self._client_configuration, counters=self.counters.quic
+            configuration=self._client_configuration,
+            counters=self.counters.quic,
+            max_peer_streams=self.settings.max_peer_streams,
         )
         connection = PeerConnection(
             self, quic, self._next_pseudo_address(), address, dialer=True, expected_peer=peer, now=now
@@ -283,6 +286,9 @@ class Endpoint(asyncio.DatagramProtocol):
                 and header.version in _SUPPORTED_VERSIONS
                 and len(data) >= _MIN_INITIAL_BYTES
             ):
+                if len(set(self._by_connection_id.values())) >= self.settings.max_connections:
+                    self.counters.connections_refused += 1
+                    return
                 connection = self._accept(header.destination_cid, address, now)
             elif header.packet_type == QuicPacketType.ONE_RTT:
                 self._send_reset_notice(header.destination_cid, address, now)
@@ -296,6 +302,7 @@ class Endpoint(asyncio.DatagramProtocol):
             configuration=self._server_configuration,
             original_destination_connection_id=original_destination_id,
             counters=self.counters.quic,
+            max_peer_streams=self.settings.max_peer_streams,
         )
         connection = PeerConnection(
             self, quic, self._next_pseudo_address(), address, dialer=False, expected_peer=None, now=now

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from tomproto.errors import TomError
 
-__all__ = ["TransportError", "PeerAuthenticationError", "DialTimeout", "ConnectionLost"]
+__all__ = ["TransportError", "PeerAuthenticationError", "DialTimeout", "ConnectionLost", "ConnectionBusy"]
 
 
 class TransportError(TomError):
@@ -21,3 +21,7 @@ class DialTimeout(TransportError):
 
 class ConnectionLost(TransportError):
     """The connection closed before or while it was used."""
+
+
+class ConnectionBusy(TransportError):
+    """Too much is already queued towards that peer; the send was refused, not queued."""

@@ -25,13 +25,39 @@ ALPN = "tom-protocol/transport/0"
 
 @dataclass(frozen=True, slots=True)
 class TransportSettings:
+    """Timers and the bounds on what peers can make a node buffer.
+
+    `low_memory()` is the profile for small devices (a NAS with under 1 GB of RAM): smaller
+    flow-control windows, fewer concurrent streams and connections. Each bound caps memory a
+    peer can pin; none of them changes what a probe measures, only how much may be in flight.
+    """
+
     idle_timeout_s: float = 30.0
     keepalive_interval_s: float = 10.0  # well under common UDP NAT timeouts (30 s)
     handshake_timeout_s: float = 5.0
     max_datagram_frame_bytes: int = 65536
-    # Flow-control windows bound what one peer can make us buffer (low-memory mode lowers them).
+    # What one peer may have in flight towards us: data per connection and per stream...
     max_connection_data_bytes: int = 4 * 1024 * 1024
     max_stream_data_bytes: int = 1024 * 1024 + 4
+    # ...streams it may open at once (each holds a frame buffer until complete)...
+    max_peer_streams: int = 128
+    # ...and how many connections we keep (Initials beyond this are dropped and counted).
+    max_connections: int = 1024
+    # Our own sends wait while this many streams to one peer are still open (back-pressure)...
+    max_open_send_streams: int = 32
+    # ...and answers (which cannot wait) are dropped, and counted, beyond this many.
+    max_reply_streams: int = 1024
+
+    @classmethod
+    def low_memory(cls) -> TransportSettings:
+        return cls(
+            max_connection_data_bytes=256 * 1024,
+            max_stream_data_bytes=128 * 1024,
+            max_peer_streams=16,
+            max_connections=64,
+            max_open_send_streams=8,
+            max_reply_streams=64,
+        )
 
 
 @dataclass(slots=True)
@@ -60,9 +86,11 @@ def quic_configuration(identity: Identity, settings: TransportSettings, *, is_cl
 class TomQuicConnection(QuicConnection):
     """A QuicConnection that asks the dialer for its certificate and counts packets."""
 
-    def __init__(self, *, counters: PacketCounters, **kwargs: Any) -> None:
+    def __init__(self, *, counters: PacketCounters, max_peer_streams: int = 128, **kwargs: Any) -> None:
         super().__init__(**kwargs)
         self._counters = counters
+        # Advertised in the transport parameters, which are serialised later, at _initialize.
+        self._local_max_streams_bidi.value = max_peer_streams
         recovery = self._loss
         sent, lost = recovery.on_packet_sent, recovery._on_packets_lost
 

@@ -17,7 +17,7 @@ from tomproto.buildinfo import build_info
 from tomproto.errors import IdentityError
 from tomproto.identity import Identity, NodeId, load_or_create_identity
 from tomproto.node import MAX_DATAGRAM_ENVELOPE_BYTES, TRANSPORT_DATAGRAM, TRANSPORT_STREAM, Node
-from tomproto.transport import TransportError
+from tomproto.transport import TransportError, TransportSettings
 from tomproto.wire.envelope import MAX_ENVELOPE_BYTES, MessageType
 from tomstress import __version__
 from tomstress.addresses import host_port_option
@@ -75,6 +75,7 @@ async def _ping(
     peer: NodeId | None,
     address: tuple[str, int] | None,
     settings: dict[str, Any],
+    transport: TransportSettings,
     output_dir: Path,
     name: str,
     as_json: bool,
@@ -92,10 +93,12 @@ async def _ping(
         loop.add_signal_handler(signum, on_signal, signum)
 
     if peer is None:  # --local
-        async with local_responder() as (local_peer, local_address, _):
-            return await _run(identity, local_peer, local_address, settings, output_dir, name, as_json, live, stop, stopped_by)
+        # The local responder runs on the same small device: it gets the same profile.
+        extra = ("--low-memory",) if transport == TransportSettings.low_memory() else ()
+        async with local_responder(*extra) as (local_peer, local_address, _):
+            return await _run(identity, local_peer, local_address, settings, transport, output_dir, name, as_json, live, stop, stopped_by)
     assert address is not None  # noqa: S101 - checked by the command
-    return await _run(identity, peer, address, settings, output_dir, name, as_json, live, stop, stopped_by)
+    return await _run(identity, peer, address, settings, transport, output_dir, name, as_json, live, stop, stopped_by)
 
 
 async def _run(
@@ -103,6 +106,7 @@ async def _run(
     peer: NodeId,
     address: tuple[str, int],
     settings: dict[str, Any],
+    transport: TransportSettings,
     output_dir: Path,
     name: str,
     as_json: bool,
@@ -112,7 +116,7 @@ async def _run(
 ) -> int:
     config = PingConfig(peer=peer, address=address, **settings)
     run_id = secrets.token_hex(8)
-    node = await Node.start(identity, "0.0.0.0", 0)
+    node = await Node.start(identity, "0.0.0.0", 0, settings=transport)
     try:
         _check_size(node, config, run_id)
         archive = Archive.create(output_dir, name, "ping")
@@ -166,6 +170,7 @@ def ping(
     name: str = typer.Option("tomstress", "--name", help="Archive name prefix."),
     as_json: bool = typer.Option(False, "--json", help="Print the summary as one JSON object on stdout."),
     no_live: bool = typer.Option(False, "--no-live", help="No live progress view."),
+    low_memory: bool = typer.Option(False, "--low-memory", help="Small transport buffers, for small devices."),
 ) -> None:
     """Ping a responder with encrypted, signed probes; report RTT, jitter, loss and availability."""
     if local == (connect is not None or target_addr is not None):
@@ -183,9 +188,10 @@ def ping(
         "transport": TRANSPORT_DATAGRAM if datagram else TRANSPORT_STREAM,
         "max_loss_percent": max_loss,
     }
+    transport = TransportSettings.low_memory() if low_memory else TransportSettings()
     try:
         identity = load_or_create_identity(identity_file)
-        code = asyncio.run(_ping(identity, connect, address, settings, output_dir, name, as_json, not no_live))
+        code = asyncio.run(_ping(identity, connect, address, settings, transport, output_dir, name, as_json, not no_live))
     except IdentityError as error:
         fail(str(error))
     except TransportError as error:

@@ -13,6 +13,7 @@ import typer
 
 from tomproto.errors import IdentityError
 from tomproto.identity import load_or_create_identity
+from tomproto.transport import TransportSettings
 from tomstress.addresses import format_host_port, host_port_option
 from tomstress.cli.common import fail
 from tomstress.responder import Responder
@@ -39,11 +40,12 @@ def _addresses(host: str, port: int) -> list[str]:
     return found or [format_host_port((host, port))]
 
 
-async def _serve(identity_file: Path | None, listen: tuple[str, int], quiet: bool) -> None:
+async def _serve(identity_file: Path | None, listen: tuple[str, int], quiet: bool, low_memory: bool) -> None:
     identity = load_or_create_identity(identity_file)
     host, port = listen
+    settings = TransportSettings.low_memory() if low_memory else TransportSettings()
     try:
-        responder = await Responder.start(identity, host, port)
+        responder = await Responder.start(identity, host, port, settings)
     except OSError as error:
         fail(f"cannot listen on {format_host_port(listen)}: {error.strerror or error}")
     bound_host, bound_port = responder.node.endpoint.local_address  # type: ignore[union-attr]
@@ -82,10 +84,13 @@ def responder(
         None, "--identity", help="Identity file (created if missing); an ephemeral identity without it."
     ),
     quiet: bool = typer.Option(False, "--quiet", help="Print only the JSON line on stdout."),
+    low_memory: bool = typer.Option(
+        False, "--low-memory", help="Small flow-control windows and stream/connection caps, for small devices."
+    ),
 ) -> None:
     """Answer probes: print the NodeId and addresses (and one JSON line on stdout), run until stopped."""
     try:
-        asyncio.run(_serve(identity_file, host_port_option(listen), quiet))
+        asyncio.run(_serve(identity_file, host_port_option(listen), quiet, low_memory))
     except IdentityError as error:
         fail(str(error))
 

@@ -1,1 +1,0 @@
-"""Benchmarks that print figures (run with `python -m tomproto.benchmarks.<name>`)."""

@@ -1,1 +1,0 @@
-"""tom-relay: the rendezvous and relay server (spec/protocol.md §8)."""

@@ -1,1 +1,0 @@
-"""JSON Schemas of the files tom-stress writes, shipped as package data."""

@@ -7,6 +7,7 @@ import json
 import secrets
 import signal
 import sys
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -70,17 +71,20 @@ def _exit_code(summary: dict[str, Any], stopped_by: signal.Signals | None, confi
     return EXIT_OK
 
 
-async def _ping(
-    identity: Identity,
-    peer: NodeId | None,
-    address: tuple[str, int] | None,
-    settings: dict[str, Any],
-    transport: TransportSettings,
-    output_dir: Path,
-    name: str,
-    as_json: bool,
-    live: bool,
-) -> int:
+@dataclass(frozen=True)
+class Invocation:
+    """What the command line asked for, beyond the target."""
+
+    identity: Identity
+    settings: dict[str, Any]  # the PingConfig fields other than peer and address
+    transport: TransportSettings
+    output_dir: Path
+    name: str
+    as_json: bool
+    live: bool
+
+
+async def _ping(invocation: Invocation, peer: NodeId | None, address: tuple[str, int] | None) -> int:
     stop = asyncio.Event()
     stopped_by: list[signal.Signals] = []
     loop = asyncio.get_running_loop()
@@ -94,32 +98,27 @@ async def _ping(
 
     if peer is None:  # --local
         # The local responder runs on the same small device: it gets the same profile.
-        extra = ("--low-memory",) if transport == TransportSettings.low_memory() else ()
+        extra = ("--low-memory",) if invocation.transport == TransportSettings.low_memory() else ()
         async with local_responder(*extra) as (local_peer, local_address, _):
-            return await _run(identity, local_peer, local_address, settings, transport, output_dir, name, as_json, live, stop, stopped_by)
+            return await _run(invocation, local_peer, local_address, stop, stopped_by)
     assert address is not None  # noqa: S101 - checked by the command
-    return await _run(identity, peer, address, settings, transport, output_dir, name, as_json, live, stop, stopped_by)
+    return await _run(invocation, peer, address, stop, stopped_by)
 
 
 async def _run(
-    identity: Identity,
+    invocation: Invocation,
     peer: NodeId,
     address: tuple[str, int],
-    settings: dict[str, Any],
-    transport: TransportSettings,
-    output_dir: Path,
-    name: str,
-    as_json: bool,
-    live: bool,
     stop: asyncio.Event,
     stopped_by: list[signal.Signals],
 ) -> int:
-    config = PingConfig(peer=peer, address=address, **settings)
+    identity = invocation.identity
+    config = PingConfig(peer=peer, address=address, **invocation.settings)
     run_id = secrets.token_hex(8)
-    node = await Node.start(identity, "0.0.0.0", 0, settings=transport)
+    node = await Node.start(identity, "0.0.0.0", 0, settings=invocation.transport)
     try:
         _check_size(node, config, run_id)
-        archive = Archive.create(output_dir, name, "ping")
+        archive = Archive.create(invocation.output_dir, invocation.name, "ping")
         stderr = Console(stderr=True, soft_wrap=True)  # never wrap paths and ids
         stderr.print(f"archive: {archive.path}", highlight=False)
         with archive:
@@ -134,7 +133,7 @@ async def _run(
                 host=host_facts(),
                 node_ids={"local": identity.node_id.hex, "peer": peer.hex},
             )
-            with LiveView(stderr, enabled=live and sys.stderr.isatty()) as view:
+            with LiveView(stderr, enabled=invocation.live and sys.stderr.isatty()) as view:
                 run = PingRun(config, node, archive, stop, on_progress=view.update, run_id=run_id)
                 summary = await run.run()
             if stopped_by:
@@ -146,7 +145,7 @@ async def _run(
         await node.close()
     if summary.get("connect_error"):
         stderr.print(f"error: cannot reach the responder: {summary['connect_error']}", highlight=False)
-    if as_json:
+    if invocation.as_json:
         print(json.dumps(summary))
     else:
         # A pipe gets 120 columns rather than rich's default 80: the table must not be cut.
@@ -188,10 +187,18 @@ def ping(
         "transport": TRANSPORT_DATAGRAM if datagram else TRANSPORT_STREAM,
         "max_loss_percent": max_loss,
     }
-    transport = TransportSettings.low_memory() if low_memory else TransportSettings()
+
     try:
-        identity = load_or_create_identity(identity_file)
-        code = asyncio.run(_ping(identity, connect, address, settings, transport, output_dir, name, as_json, not no_live))
+        invocation = Invocation(
+            identity=load_or_create_identity(identity_file),
+            settings=settings,
+            transport=TransportSettings.low_memory() if low_memory else TransportSettings(),
+            output_dir=output_dir,
+            name=name,
+            as_json=as_json,
+            live=not no_live,
+        )
+        code = asyncio.run(_ping(invocation, connect, address))
     except IdentityError as error:
         fail(str(error))
     except TransportError as error:

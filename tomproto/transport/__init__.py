@@ -1,7 +1,7 @@
 """The asyncio side of the node: one UDP socket, QUIC connections authenticated by NodeId, framing."""
 
 from tomproto.transport.connection import PATH_DIRECT, PATH_RELAY, PeerConnection
-from tomproto.transport.endpoint import Endpoint, PeerConnected, PeerDisconnected, TransportCounters
+from tomproto.transport.endpoint import Endpoint, PathChanged, PeerConnected, PeerDisconnected, TransportCounters
 from tomproto.transport.errors import ConnectionBusy, ConnectionLost, DialTimeout, PeerAuthenticationError, TransportError
 from tomproto.transport.quic import ALPN, TransportSettings
 
@@ -13,6 +13,7 @@ __all__ = [
     "PeerConnection",
     "PeerConnected",
     "PeerDisconnected",
+    "PathChanged",
     "TransportCounters",
     "TransportSettings",
     "TransportError",

@@ -23,6 +23,7 @@ from tomproto.identity import NodeId
 from tomproto.transport.certificates import node_id_of_certificate
 from tomproto.transport.errors import ConnectionLost, PeerAuthenticationError, TransportError
 from tomproto.transport.framing import FrameError, FrameReader, frame
+from tomproto.transport.paths import DirectPath
 from tomproto.transport.quic import TomQuicConnection
 
 if TYPE_CHECKING:
@@ -43,7 +44,7 @@ class PeerConnection:
         endpoint: Endpoint,
         quic: TomQuicConnection,
         pseudo_address: tuple[str, int],
-        remote_address: tuple[str, int],
+        remote_address: tuple[str, int] | None,
         *,
         dialer: bool,
         expected_peer: NodeId | None,
@@ -56,7 +57,9 @@ class PeerConnection:
         self.dialer = dialer
         self.expected_peer = expected_peer
         self.peer: NodeId | None = None
-        self.path = PATH_DIRECT
+        # No address: the connection starts on the relay path (and may punch its way to direct).
+        self.path = PATH_DIRECT if remote_address is not None else PATH_RELAY
+        self.direct_path = DirectPath(self)
         self.started_at = now
         self.established_at: float | None = None
         self.closed = False
@@ -72,10 +75,38 @@ class PeerConnection:
         self.writable.set()
         self._timer: asyncio.TimerHandle | None = None
         self._keepalive: asyncio.TimerHandle | None = None
+        self._path_timer: asyncio.TimerHandle | None = None
 
     @property
     def usable(self) -> bool:
         return self.established_at is not None and not self.closed and not self.draining
+
+    @property
+    def peer_id_raw(self) -> bytes | None:
+        """The peer's NodeId: authenticated, or the one dialled (or named by the relay) until then."""
+        if self.peer is not None:
+            return self.peer.raw
+        return self.expected_peer.raw if self.expected_peer is not None else None
+
+    @property
+    def path_is_direct(self) -> bool:
+        return self.path == PATH_DIRECT
+
+    @property
+    def relay_available(self) -> bool:
+        relay = self.endpoint.relay
+        return relay is not None and relay.registered.is_set()
+
+    def switch_path(self, *, direct: tuple[str, int] | None, path_rtt_s: float | None) -> None:
+        """Send to `direct` from now on, or through the relay when it is None. QUIC sees nothing."""
+        previous = self.path
+        if direct is not None:
+            self.remote_address = direct
+            self.path = PATH_DIRECT
+        else:
+            self.path = PATH_RELAY
+        if previous != self.path:
+            self.endpoint.on_path_changed(self, previous, path_rtt_s)
 
     @property
     def open_streams(self) -> int:
@@ -137,6 +168,8 @@ class PeerConnection:
         self.peer = peer
         self.established_at = now
         self._schedule_keepalive()
+        if self.endpoint.relay is not None:
+            self._schedule_path_tick()
         self.endpoint.on_authenticated(self)
 
     def _on_stream_data(self, event: events.StreamDataReceived) -> None:
@@ -194,8 +227,13 @@ class PeerConnection:
     def transmit(self) -> None:
         endpoint = self.endpoint
         now = endpoint.loop.time()
-        for data, _ in self.quic.datagrams_to_send(now):
-            endpoint.send_packet(data, self.remote_address)
+        datagrams = self.quic.datagrams_to_send(now)
+        if self.path == PATH_DIRECT and self.remote_address is not None:
+            for data, _ in datagrams:
+                endpoint.send_packet(data, self.remote_address)
+        elif endpoint.relay is not None and self.peer_id_raw is not None:
+            for data, _ in datagrams:
+                endpoint.relay.forward(self.peer_id_raw, data)
         if self.open_streams < endpoint.settings.max_open_send_streams:
             self.writable.set()
         else:
@@ -206,6 +244,15 @@ class PeerConnection:
             self._timer = None
         if deadline is not None and self._timer is None:
             self._timer = endpoint.loop.call_at(deadline, self._on_timer)
+
+    def _schedule_path_tick(self) -> None:
+        self._path_timer = self.endpoint.loop.call_later(1.0, self._path_tick)
+
+    def _path_tick(self) -> None:
+        if self.closed:
+            return
+        self.direct_path.tick()
+        self._schedule_path_tick()
 
     def _schedule_keepalive(self) -> None:
         interval = self.endpoint.settings.keepalive_interval_s
@@ -244,7 +291,7 @@ class PeerConnection:
         self.closed = True
         self.writable.set()  # wake waiting senders: they find the connection gone
         self.close_reason = self.close_reason or reason
-        for handle in (self._timer, self._keepalive):
+        for handle in (self._timer, self._keepalive, self._path_timer):
             if handle is not None:
                 handle.cancel()
         self.endpoint.on_terminated(self)
@@ -260,5 +307,7 @@ class PeerConnection:
             self.ready.exception()  # mark retrieved: nobody may be waiting on a listener's side
 
     def _where(self) -> str:
+        if self.remote_address is None:
+            return "the relay"
         host, port = self.remote_address[:2]
         return f"[{host}]:{port}" if ":" in host else f"{host}:{port}"

@@ -23,7 +23,10 @@ from dataclasses import dataclass, field
 from aioquic.buffer import Buffer
 from aioquic.quic.packet import QuicPacketType, QuicProtocolVersion, pull_quic_header
 
+from tomproto.errors import IdentityError
 from tomproto.identity import Identity, NodeId
+from tomproto.relay import protocol as relay_wire
+from tomproto.relay.protocol import Address
 from tomproto.transport.connection import PeerConnection
 from tomproto.transport.control import (
     KIND_RESET_NOTICE,
@@ -33,8 +36,9 @@ from tomproto.transport.control import (
 )
 from tomproto.transport.errors import DialTimeout, TransportError
 from tomproto.transport.quic import PacketCounters, TomQuicConnection, TransportSettings, quic_configuration
+from tomproto.transport.relay_client import RelayClient
 
-__all__ = ["Endpoint", "TransportCounters", "PeerConnected", "PeerDisconnected", "FrameHandler"]
+__all__ = ["Endpoint", "TransportCounters", "PeerConnected", "PeerDisconnected", "PathChanged", "FrameHandler"]
 
 CONNECTION_ID_BYTES = 8
 SIMULTANEOUS_DIAL_WINDOW_S = 2.0
@@ -60,6 +64,19 @@ class PeerDisconnected:
     reason: str
 
 
+@dataclass(frozen=True, slots=True)
+class PathChanged:
+    """A connection now sends by another path; `path_rtt_s` is the new path's round trip (a
+    punch round trip for direct) when known. `at_s` is the event loop's monotonic time."""
+
+    peer: NodeId | None
+    previous: str
+    current: str
+    path_rtt_s: float | None
+    at_s: float
+    time_to_direct_s: float | None
+
+
 @dataclass(slots=True)
 class TransportCounters:
     datagrams_sent: int = 0
@@ -74,6 +91,9 @@ class TransportCounters:
     reset_notices_sent: int = 0
     reset_notices_honoured: int = 0
     connections_refused: int = 0
+    relay_errors: int = 0
+    punches_answered: int = 0
+    punches_refused: int = 0
     quic: PacketCounters = field(default_factory=PacketCounters)
 
 
@@ -105,6 +125,8 @@ class Endpoint(asyncio.DatagramProtocol):
         self._pseudo_addresses = itertools.count(1)
         self._reset_budget = float(_RESET_NOTICES_PER_S)
         self._reset_budget_at = 0.0
+        self.relay: RelayClient | None = None
+        self._pending_calls: dict[bytes, tuple[Address, ...]] = {}
 
     @classmethod
     async def open(
@@ -113,11 +135,21 @@ class Endpoint(asyncio.DatagramProtocol):
         host: str,
         port: int,
         settings: TransportSettings | None = None,
+        *,
+        relay: Address | None = None,
         **handlers: object,
     ) -> Endpoint:
+        """Bind the socket; with `relay`, also register there (TransportError if it refuses)."""
         loop = asyncio.get_running_loop()
         endpoint = cls(identity, settings or TransportSettings(), **handlers)  # type: ignore[arg-type]
         await loop.create_datagram_endpoint(lambda: endpoint, local_addr=(host, port))
+        if relay is not None:
+            endpoint.relay = RelayClient(endpoint, relay, endpoint.send_packet)
+            try:
+                await endpoint.relay.register()
+            except TransportError:
+                await endpoint.close()
+                raise
         return endpoint
 
     @property
@@ -136,8 +168,9 @@ class Endpoint(asyncio.DatagramProtocol):
 
     # -- dialling and sending ---------------------------------------------------------------
 
-    async def connect(self, peer: NodeId, address: tuple[str, int], timeout_s: float | None = None) -> PeerConnection:
-        """The usable connection to `peer`, dialling `address` if there is none."""
+    async def connect(self, peer: NodeId, address: Address | None, timeout_s: float | None = None) -> PeerConnection:
+        """The usable connection to `peer`, dialling `address` if there is none (through the
+        relay, at once, when `address` is None; the connection may then punch to direct)."""
         existing = self.connection_to(peer)
         if existing is not None:
             return existing
@@ -148,9 +181,12 @@ class Endpoint(asyncio.DatagramProtocol):
         try:
             return await asyncio.wait_for(asyncio.shield(pending), timeout_s)
         except asyncio.TimeoutError:
-            raise DialTimeout(f"no handshake with {address[0]}:{address[1]} within {timeout_s:g} s") from None
+            where = "through the relay" if address is None else f"with {address[0]}:{address[1]}"
+            raise DialTimeout(f"no handshake {where} within {timeout_s:g} s") from None
 
-    def _dial(self, peer: NodeId, address: tuple[str, int]) -> asyncio.Future[PeerConnection]:
+    def _dial(self, peer: NodeId, address: Address | None) -> asyncio.Future[PeerConnection]:
+        if address is None and self.relay is None:
+            raise TransportError(f"no address for {peer.hex[:16]}… and no relay to reach it through")
         now = self.loop.time()
         quic = TomQuicConnection(
             configuration=self._client_configuration,
@@ -185,12 +221,10 @@ class Endpoint(asyncio.DatagramProtocol):
         connection.send_datagram(data)
         return connection
 
-    async def _usable(self, peer: NodeId, address: tuple[str, int] | None) -> PeerConnection:
+    async def _usable(self, peer: NodeId, address: Address | None) -> PeerConnection:
         connection = self.connection_to(peer)
         if connection is not None:
             return connection
-        if address is None:
-            raise TransportError(f"no connection to {peer.hex[:16]}… and no address to dial")
         return await self.connect(peer, address)
 
     # -- connection bookkeeping (called by PeerConnection) ----------------------------------
@@ -216,6 +250,11 @@ class Endpoint(asyncio.DatagramProtocol):
             loser.retire("duplicate connection", DRAIN_GRACE_S)
         if kept is connection and self.on_event is not None:
             self.on_event(PeerConnected(peer, connection.handshake_s or 0.0, connection.path, connection.dialer))
+        pending = self._pending_calls.pop(peer.raw, None)
+        if pending is not None:
+            connection.direct_path.start(pending)
+        elif kept is connection and connection.dialer and not connection.path_is_direct:
+            self.call_through_relay(connection)
 
     def _choose(self, existing: PeerConnection, newer: PeerConnection) -> PeerConnection:
         assert existing.established_at is not None and newer.established_at is not None  # noqa: S101
@@ -226,6 +265,26 @@ class Endpoint(asyncio.DatagramProtocol):
             return self.identity.node_id.raw if connection.dialer else connection.peer.raw  # type: ignore[union-attr]
 
         return min(existing, newer, key=dialler)
+
+    def on_path_changed(self, connection: PeerConnection, previous: str, path_rtt_s: float | None) -> None:
+        if self.on_event is not None:
+            self.on_event(
+                PathChanged(
+                    connection.peer,
+                    previous,
+                    connection.path,
+                    path_rtt_s,
+                    self.loop.time(),
+                    connection.direct_path.time_to_direct_s,
+                )
+            )
+
+    def call_through_relay(self, connection: PeerConnection) -> None:
+        """Ask the relay to introduce us to the connection's peer, so that both sides punch."""
+        peer = connection.peer_id_raw
+        if self.relay is not None and self.relay.registered.is_set() and peer is not None:
+            connection.direct_path.last_call_at = self.loop.time()
+            self.relay.call(peer)
 
     def on_unusable(self, connection: PeerConnection) -> None:
         if connection.peer is not None and self._by_peer.get(connection.peer) is connection:
@@ -270,10 +329,15 @@ class Endpoint(asyncio.DatagramProtocol):
     def datagram_received(self, data: bytes, address: tuple[str, int]) -> None:  # type: ignore[override]
         self.counters.datagrams_received += 1
         self.counters.bytes_received += len(data)
+        address = (address[0], address[1])
+        if is_quic_packet(data):
+            self._quic_received(data, address, None)
+        else:
+            self._control_received(data, address, None)
+
+    def _quic_received(self, data: bytes, address: Address | None, relayed_from: bytes | None) -> None:
+        """A QUIC packet, from `address` directly or through the relay from `relayed_from`."""
         now = self.loop.time()
-        if not is_quic_packet(data):
-            self._control_received(data)
-            return
         try:
             header = pull_quic_header(Buffer(data=data), host_cid_length=CONNECTION_ID_BYTES)
         except Exception:  # aioquic raises ValueError and BufferReadError for garbage
@@ -289,15 +353,27 @@ class Endpoint(asyncio.DatagramProtocol):
                 if len(set(self._by_connection_id.values())) >= self.settings.max_connections:
                     self.counters.connections_refused += 1
                     return
-                connection = self._accept(header.destination_cid, address, now)
+                connection = self._accept(header.destination_cid, address, relayed_from, now)
+                if connection is None:
+                    return
             elif header.packet_type == QuicPacketType.ONE_RTT:
-                self._send_reset_notice(header.destination_cid, address, now)
+                self._send_reset_notice(header.destination_cid, address, relayed_from, now)
                 return
             else:
                 return
         connection.receive(data, now)
 
-    def _accept(self, original_destination_id: bytes, address: tuple[str, int], now: float) -> PeerConnection:
+    def _accept(
+        self, original_destination_id: bytes, address: Address | None, relayed_from: bytes | None, now: float
+    ) -> PeerConnection | None:
+        expected = None
+        if relayed_from is not None:
+            # The relay names the sender; the handshake must then prove that very NodeId.
+            try:
+                expected = NodeId.from_bytes(relayed_from)
+            except IdentityError:
+                self.counters.malformed_packets += 1
+                return None
         quic = TomQuicConnection(
             configuration=self._server_configuration,
             original_destination_connection_id=original_destination_id,
@@ -305,7 +381,7 @@ class Endpoint(asyncio.DatagramProtocol):
             max_peer_streams=self.settings.max_peer_streams,
         )
         connection = PeerConnection(
-            self, quic, self._next_pseudo_address(), address, dialer=False, expected_peer=None, now=now
+            self, quic, self._next_pseudo_address(), address, dialer=False, expected_peer=expected, now=now
         )
         for connection_id in (original_destination_id, quic.host_cid):
             self.register_connection_id(connection_id, connection)
@@ -316,7 +392,9 @@ class Endpoint(asyncio.DatagramProtocol):
         )
         return connection
 
-    def _send_reset_notice(self, connection_id: bytes, address: tuple[str, int], now: float) -> None:
+    def _send_reset_notice(
+        self, connection_id: bytes, address: Address | None, relayed_from: bytes | None, now: float
+    ) -> None:
         # A token bucket: a spoofed flood must not turn us into a packet source.
         self._reset_budget = min(
             float(_RESET_NOTICES_PER_S), self._reset_budget + (now - self._reset_budget_at) * _RESET_NOTICES_PER_S
@@ -326,29 +404,93 @@ class Endpoint(asyncio.DatagramProtocol):
             return
         self._reset_budget -= 1
         self.counters.reset_notices_sent += 1
-        self.send_packet(encode_reset_notice(self.identity, connection_id), address)
+        notice = encode_reset_notice(self.identity, connection_id)
+        if relayed_from is not None and self.relay is not None:
+            self.relay.forward(relayed_from, notice)
+        elif address is not None:
+            self.send_packet(notice, address)
 
-    def _control_received(self, data: bytes) -> None:
-        if data and data[0] == KIND_RESET_NOTICE:
-            notice = decode_reset_notice(data)
-            if notice is None:
+    def _control_received(self, data: bytes, address: Address | None, relayed_from: bytes | None) -> None:
+        if not data:
+            return
+        kind = data[0]
+        if kind == KIND_RESET_NOTICE:
+            self._reset_notice_received(data)
+        elif kind in (relay_wire.PUNCH, relay_wire.PUNCH_ACK) and address is not None:
+            self._punch_received(data, address)
+        elif self.relay is not None and address == self.relay.relay_address and kind in relay_wire.RELAY_KINDS:
+            self._relay_packet_received(data)
+        else:
+            self.counters.malformed_packets += 1
+
+    def _relay_packet_received(self, data: bytes) -> None:
+        kind = data[0]
+        if kind == relay_wire.RELAYED and len(data) > relay_wire.RELAY_HEADER_BYTES:
+            source, payload = data[1 : relay_wire.RELAY_HEADER_BYTES], data[relay_wire.RELAY_HEADER_BYTES :]
+            if is_quic_packet(payload):
+                self._quic_received(payload, None, source)
+            else:
+                self._control_received(payload, None, source)
+        elif kind == relay_wire.CALL_FROM:
+            parsed = relay_wire.parse_call_from(data)
+            if parsed is None:
                 self.counters.malformed_packets += 1
                 return
-            # The notice names the ID the peer knew itself by: the ID we send to, not ours.
-            for connection in set(self._by_connection_id.values()):
-                if (
-                    connection.peer is not None
-                    and connection.peer.raw == notice.node_id_raw
-                    and connection.sends_to_connection_id(notice.connection_id)
-                    and notice.verifies()
-                ):
-                    self.counters.reset_notices_honoured += 1
-                    connection.terminate("the peer lost this connection (it restarted)")
+            peer, addresses = parsed
+            connection = self._connection_with(peer)
+            if connection is not None and connection.established_at is not None:
+                connection.direct_path.start(addresses)
+            elif len(self._pending_calls) < 1024:
+                self._pending_calls[peer] = addresses  # punched once the connection is up
+        elif kind == relay_wire.UNREACHABLE:
+            self.counters.relay_errors += 1
+        else:
+            assert self.relay is not None  # noqa: S101 - checked by the caller
+            self.relay.handle(data)
+
+    def _connection_with(self, peer: bytes) -> PeerConnection | None:
+        """The live connection whose peer is (or is claimed to be, until authenticated) `peer`."""
+        for connection in set(self._by_connection_id.values()):
+            if not connection.closed and connection.peer_id_raw == peer:
+                return connection
+        return None
+
+    def _punch_received(self, data: bytes, address: Address) -> None:
+        punch = relay_wire.parse_punch(data)
+        # Addressed to us, from a peer we have a connection with, and signed by it: a candidate
+        # address may lead to a stranger in the same private range, or to ourselves.
+        connection = None
+        if punch is not None and punch.receiver == self.identity.node_id.raw:
+            connection = self._connection_with(punch.sender)
+        if punch is None or connection is None or connection.established_at is None or not punch.verifies():
+            self.counters.punches_refused += 1
             return
-        self.counters.malformed_packets += 1
+        if punch.kind == relay_wire.PUNCH:
+            self.counters.punches_answered += 1
+            self.send_packet(relay_wire.punch(relay_wire.PUNCH_ACK, self.identity, punch.sender, punch.nonce), address)
+        else:
+            connection.direct_path.answered(punch.nonce, address)
+
+    def _reset_notice_received(self, data: bytes) -> None:
+        notice = decode_reset_notice(data)
+        if notice is None:
+            self.counters.malformed_packets += 1
+            return
+        # The notice names the ID the peer knew itself by: the ID we send to, not ours.
+        for connection in set(self._by_connection_id.values()):
+            if (
+                connection.peer is not None
+                and connection.peer.raw == notice.node_id_raw
+                and connection.sends_to_connection_id(notice.connection_id)
+                and notice.verifies()
+            ):
+                self.counters.reset_notices_honoured += 1
+                connection.terminate("the peer lost this connection (it restarted)")
 
     async def close(self) -> None:
         """Close every connection (telling the peers) and the socket."""
+        if self.relay is not None:
+            self.relay.close()
         for connection in list(self._by_connection_id.values()):
             if not connection.closed:
                 connection.close("endpoint closing")

@@ -1,0 +1,287 @@
+"""The tom-relay server: registration, relaying, punch coordination (docs/relay-protocol.md).
+
+Rules it enforces:
+- only the holder of a NodeId's key can register it: a fresh, single-use challenge bound to the
+  source address, signed with the relay's id, so forged and replayed registrations are refused
+  and leave the real owner's registration untouched;
+- it forwards only from a registered address and names the source by the NodeId registered
+  there; per-source token buckets (packets and bytes) drop excess traffic, nothing is queued;
+- every table is bounded (registrations, pending challenges) and registrations expire;
+- it counts packets and bytes per node and per (source, destination) pair.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import time
+from collections import Counter
+from dataclasses import dataclass, field
+from typing import Any
+
+from tomproto.identity import Identity
+from tomproto.relay import protocol as wire
+from tomproto.relay.protocol import Address, Refusal
+
+__all__ = ["RelaySettings", "RelayServer", "NodeCounters"]
+
+
+@dataclass(frozen=True, slots=True)
+class RelaySettings:
+    keepalive_s: int = 15
+    expiry_s: int = 60
+    challenge_ttl_s: float = 10.0
+    max_nodes: int = 10_000
+    max_pending_challenges: int = 10_000
+    packets_per_s: float = 5_000.0  # per source node
+    bytes_per_s: float = 8_000_000.0
+
+
+@dataclass(slots=True)
+class NodeCounters:
+    packets_in: int = 0
+    bytes_in: int = 0
+    packets_out: int = 0
+    bytes_out: int = 0
+    dropped_rate: int = 0
+
+
+@dataclass(slots=True)
+class _Bucket:
+    packets: float
+    bytes: float
+    at: float
+
+    def take(self, size: int, now: float, settings: RelaySettings) -> bool:
+        elapsed = now - self.at
+        self.at = now
+        self.packets = min(settings.packets_per_s, self.packets + elapsed * settings.packets_per_s)
+        self.bytes = min(settings.bytes_per_s, self.bytes + elapsed * settings.bytes_per_s)
+        if self.packets < 1 or self.bytes < size:
+            return False
+        self.packets -= 1
+        self.bytes -= size
+        return True
+
+
+@dataclass(slots=True)
+class _Registration:
+    node_id: bytes
+    socket: _RelaySocket
+    address: Address
+    candidates: tuple[Address, ...]
+    last_seen: float
+    bucket: _Bucket
+    counters: NodeCounters = field(default_factory=NodeCounters)
+
+
+class _RelaySocket(asyncio.DatagramProtocol):
+    def __init__(self, server: RelayServer) -> None:
+        self.server = server
+        self.transport: asyncio.DatagramTransport | None = None
+
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        self.transport = transport  # type: ignore[assignment]
+
+    def datagram_received(self, data: bytes, address: Address) -> None:  # type: ignore[override]
+        self.server.handle(self, data, (address[0], address[1]))
+
+    def send(self, data: bytes, address: Address) -> None:
+        if self.transport is not None and not self.transport.is_closing():
+            self.transport.sendto(data, address)
+
+    @property
+    def address(self) -> Address:
+        assert self.transport is not None  # noqa: S101
+        host, port = self.transport.get_extra_info("sockname")[:2]
+        return host, port
+
+
+class RelayServer:
+    def __init__(self, identity: Identity, settings: RelaySettings | None = None) -> None:
+        self.identity = identity
+        self.settings = settings or RelaySettings()
+        self.sockets: list[_RelaySocket] = []
+        self._registrations: dict[bytes, _Registration] = {}
+        self._by_address: dict[tuple[int, Address], bytes] = {}
+        self._challenges: dict[tuple[int, Address, bytes], tuple[bytes, float]] = {}
+        self.pair_bytes: Counter[tuple[bytes, bytes]] = Counter()
+        self.events: Counter[str] = Counter()
+        self._sweeper: asyncio.Task[None] | None = None
+
+    async def start(self, listens: list[Address]) -> None:
+        loop = asyncio.get_running_loop()
+        for host, port in listens:
+            _, relay_socket = await loop.create_datagram_endpoint(lambda: _RelaySocket(self), local_addr=(host, port))
+            self.sockets.append(relay_socket)
+        self._sweeper = asyncio.ensure_future(self._sweep_forever())
+
+    @property
+    def addresses(self) -> list[Address]:
+        return [relay_socket.address for relay_socket in self.sockets]
+
+    def close(self) -> None:
+        if self._sweeper is not None:
+            self._sweeper.cancel()
+        for relay_socket in self.sockets:
+            if relay_socket.transport is not None:
+                relay_socket.transport.close()
+
+    # -- packets ------------------------------------------------------------------------------
+
+    def handle(self, relay_socket: _RelaySocket, data: bytes, address: Address) -> None:
+        if not data:
+            return
+        kind = data[0]
+        now = time.monotonic()
+        handler = self._HANDLERS.get(kind)
+        if handler is None:
+            self.events["unknown_kind"] += 1
+            return
+        handler(self, relay_socket, data, address, now)
+
+    def _hello(self, relay_socket: _RelaySocket, data: bytes, address: Address, now: float) -> None:
+        if len(data) != 1 + wire.ID_BYTES:
+            self.events["malformed"] += 1
+            return
+        if len(self._challenges) >= self.settings.max_pending_challenges:
+            self._sweep(now)
+            if len(self._challenges) >= self.settings.max_pending_challenges:
+                relay_socket.send(wire.refused(Refusal.rate_limited, "too many pending registrations"), address)
+                return
+        nonce = os.urandom(32)
+        self._challenges[(id(relay_socket), address, data[1:])] = (nonce, now + self.settings.challenge_ttl_s)
+        relay_socket.send(wire.challenge(self.identity.node_id.raw, nonce), address)
+
+    def _register(self, relay_socket: _RelaySocket, data: bytes, address: Address, now: float) -> None:
+        request = wire.parse_register(data)
+        if request is None:
+            self.events["refused_malformed"] += 1
+            relay_socket.send(wire.refused(Refusal.malformed, "malformed registration"), address)
+            return
+        key = (id(relay_socket), address, request.node_id)
+        pending = self._challenges.get(key)
+        if pending is None or pending[0] != request.nonce or pending[1] < now:
+            self.events["refused_unknown_challenge"] += 1
+            relay_socket.send(wire.refused(Refusal.unknown_challenge, "unknown, spent or expired challenge"), address)
+            return
+        if not request.verifies(self.identity.node_id.raw):
+            self.events["refused_bad_signature"] += 1
+            relay_socket.send(wire.refused(Refusal.bad_signature, "signature does not match the NodeId"), address)
+            return
+        del self._challenges[key]  # single use
+        if request.node_id not in self._registrations and len(self._registrations) >= self.settings.max_nodes:
+            relay_socket.send(wire.refused(Refusal.full, "relay full"), address)
+            return
+        previous = self._registrations.get(request.node_id)
+        if previous is not None:
+            self._by_address.pop((id(previous.socket), previous.address), None)
+        bucket = previous.bucket if previous else _Bucket(self.settings.packets_per_s, self.settings.bytes_per_s, now)
+        registration = _Registration(request.node_id, relay_socket, address, request.candidates, now, bucket)
+        if previous is not None:
+            registration.counters = previous.counters
+        self._registrations[request.node_id] = registration
+        self._by_address[(id(relay_socket), address)] = request.node_id
+        self.events["registered"] += 1
+        relay_socket.send(wire.registered(address, self.settings.keepalive_s, self.settings.expiry_s), address)
+
+    def _source(self, relay_socket: _RelaySocket, address: Address) -> _Registration | None:
+        node_id = self._by_address.get((id(relay_socket), address))
+        if node_id is None:
+            relay_socket.send(wire.refused(Refusal.not_registered, "register first"), address)
+            self.events["not_registered"] += 1
+            return None
+        return self._registrations[node_id]
+
+    def _keepalive(self, relay_socket: _RelaySocket, data: bytes, address: Address, now: float) -> None:
+        source = self._source(relay_socket, address)
+        if source is None or data[1:] != source.node_id:
+            return
+        source.last_seen = now
+        relay_socket.send(wire.keepalive_ack(address), address)
+
+    def _forward(self, relay_socket: _RelaySocket, data: bytes, address: Address, now: float) -> None:
+        if len(data) <= wire.RELAY_HEADER_BYTES:
+            self.events["malformed"] += 1
+            return
+        source = self._source(relay_socket, address)
+        if source is None:
+            return
+        source.last_seen = now
+        size = len(data) - wire.RELAY_HEADER_BYTES
+        if not source.bucket.take(size, now, self.settings):
+            source.counters.dropped_rate += 1
+            return
+        destination = self._registrations.get(data[1 : 1 + wire.ID_BYTES])
+        if destination is None:
+            relay_socket.send(wire.unreachable(data[1 : 1 + wire.ID_BYTES]), address)
+            self.events["unreachable"] += 1
+            return
+        source.counters.packets_in += 1
+        source.counters.bytes_in += size
+        destination.counters.packets_out += 1
+        destination.counters.bytes_out += size
+        self.pair_bytes[source.node_id, destination.node_id] += size
+        destination.socket.send(wire.relayed(source.node_id, data[wire.RELAY_HEADER_BYTES :]), destination.address)
+
+    def _call(self, relay_socket: _RelaySocket, data: bytes, address: Address, now: float) -> None:
+        if len(data) != 1 + wire.ID_BYTES:
+            self.events["malformed"] += 1
+            return
+        source = self._source(relay_socket, address)
+        if source is None:
+            return
+        if not source.bucket.take(0, now, self.settings):
+            source.counters.dropped_rate += 1
+            return
+        target = self._registrations.get(data[1:])
+        if target is None:
+            relay_socket.send(wire.unreachable(data[1:]), address)
+            return
+        # Both sides at once, each with the other's observed address first: they punch together.
+        self.events["calls"] += 1
+        target.socket.send(wire.call_from(source.node_id, [source.address, *source.candidates]), target.address)
+        relay_socket.send(wire.call_from(target.node_id, [target.address, *target.candidates]), address)
+
+    _HANDLERS = {
+        wire.HELLO: _hello,
+        wire.REGISTER: _register,
+        wire.KEEPALIVE: _keepalive,
+        wire.FORWARD: _forward,
+        wire.CALL: _call,
+    }
+
+    # -- housekeeping -------------------------------------------------------------------------
+
+    async def _sweep_forever(self) -> None:
+        while True:
+            await asyncio.sleep(5)
+            self._sweep(time.monotonic())
+
+    def _sweep(self, now: float) -> None:
+        for key in [key for key, (_, expires) in self._challenges.items() if expires < now]:
+            del self._challenges[key]
+        for node_id in [n for n, r in self._registrations.items() if now - r.last_seen > self.settings.expiry_s]:
+            registration = self._registrations.pop(node_id)
+            self._by_address.pop((id(registration.socket), registration.address), None)
+            self.events["expired"] += 1
+
+    def stats(self) -> dict[str, Any]:
+        return {
+            "nodes": {
+                node_id.hex(): {
+                    "address": f"{r.address[0]}:{r.address[1]}",
+                    "packets_in": r.counters.packets_in,
+                    "bytes_in": r.counters.bytes_in,
+                    "packets_out": r.counters.packets_out,
+                    "bytes_out": r.counters.bytes_out,
+                    "dropped_rate": r.counters.dropped_rate,
+                }
+                for node_id, r in self._registrations.items()
+            },
+            "pairs": [
+                {"from": source.hex(), "to": destination.hex(), "bytes": size}
+                for (source, destination), size in self.pair_bytes.items()
+            ],
+            "events": dict(self.events),
+        }

@@ -36,6 +36,7 @@ class ReceivedMessage:
     opened: OpenedEnvelope
     connection: PeerConnection
     transport: str
+    path: str  # the path the message's last packet came by ("direct" or "relay")
     received_ns: int  # time.monotonic_ns() right after opening
 
 
@@ -59,13 +60,16 @@ class Node:
         *,
         settings: TransportSettings | None = None,
         on_message: MessageHandler | None = None,
+        relay: tuple[str, int] | None = None,
     ) -> Node:
+        """Bind, and register with `relay` when given (TransportError if that fails)."""
         node = cls(identity, None, on_message)  # type: ignore[arg-type]
         node.endpoint = await Endpoint.open(
             identity,
             host,
             port,
             settings,
+            relay=relay,
             on_frame=lambda connection, data: node._received(connection, data, TRANSPORT_STREAM),
             on_datagram=lambda connection, data: node._received(connection, data, TRANSPORT_DATAGRAM),
         )
@@ -118,7 +122,7 @@ class Node:
         received_ns = time.monotonic_ns()
         self.envelopes["in", opened.envelope.msg_type.value] += 1
         if self.on_message is not None:
-            self.on_message(ReceivedMessage(opened, connection, transport, received_ns))
+            self.on_message(ReceivedMessage(opened, connection, transport, connection.received_path, received_ns))
 
     async def close(self) -> None:
         await self.endpoint.close()

@@ -1,37 +1,17 @@
-"""HOST:PORT on the command line ("203.0.113.7:7400", "[2001:db8::1]:7400", "localhost:7400")."""
+"""HOST:PORT options on the tom-stress command line."""
 
 from __future__ import annotations
 
 import typer
 
+from tomproto.addresses import format_host_port, parse_host_port
+
 __all__ = ["parse_host_port", "host_port_option", "format_host_port"]
-
-_FORM = "HOST:PORT, e.g. 127.0.0.1:7400 or [::1]:7400"
-
-
-def parse_host_port(text: str) -> tuple[str, int]:
-    text = text.strip()
-    if text.startswith("["):
-        host, separator, port_text = text[1:].partition("]:")
-    else:
-        host, separator, port_text = text.rpartition(":")
-        if ":" in host:
-            raise ValueError(f"invalid address {text!r}: put an IPv6 host in brackets ({_FORM})")
-    if not separator or not host or not port_text.isdigit():
-        raise ValueError(f"invalid address {text!r}: expected {_FORM}")
-    port = int(port_text)
-    if not 0 <= port <= 65535:
-        raise ValueError(f"invalid port {port} in {text!r}: ports are 0 to 65535")
-    return host, port
 
 
 def host_port_option(text: str) -> tuple[str, int]:
+    """parse_host_port for typer: a bad value is a usage error (exit 2) with the accepted form."""
     try:
         return parse_host_port(text)
     except ValueError as error:
         raise typer.BadParameter(str(error)) from None
-
-
-def format_host_port(address: tuple[str, int]) -> str:
-    host, port = address[:2]
-    return f"[{host}]:{port}" if ":" in host else f"{host}:{port}"

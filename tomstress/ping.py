@@ -15,9 +15,10 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
+from tomproto.addresses import format_host_port
 from tomproto.identity import NodeId
 from tomproto.node import MAX_DATAGRAM_ENVELOPE_BYTES, Node, ReceivedMessage
-from tomproto.transport import PeerConnected, PeerDisconnected, TransportError
+from tomproto.transport import PathChanged, PeerConnected, PeerDisconnected, TransportError
 from tomproto.wire.envelope import MessageType
 from tomstress.archive import Archive
 from tomstress.engine import Outcome, ProbeRecord, ProbeTracker, ReplyVerdict
@@ -33,18 +34,20 @@ PHASE = "ping"
 @dataclass(frozen=True, slots=True)
 class PingConfig:
     peer: NodeId
-    address: tuple[str, int]
+    address: tuple[str, int] | None  # None: reach the peer through the relay
     count: int | None  # None: continuous until stopped
     interval_s: float
     timeout_s: float
     size: int
     transport: str  # "stream" or "datagram"
     max_loss_percent: float | None = None
+    relay: tuple[str, int] | None = None
 
     def as_dict(self) -> dict[str, Any]:
         return {
             "peer": self.peer.hex,
-            "target_addr": f"{self.address[0]}:{self.address[1]}",
+            "target_addr": None if self.address is None else format_host_port(self.address),
+            "relay": None if self.relay is None else format_host_port(self.relay),
             "count": self.count,
             "interval_s": self.interval_s,
             "timeout_s": self.timeout_s,
@@ -120,15 +123,18 @@ class PingRun:
                 self.config.peer, self.config.address, timeout_s=min(self.config.timeout_s, 10.0)
             )
         except TransportError as error:
-            self.observations.connect_error = str(error)
+            self.observations.connect_error = str(error) or type(error).__name__
             self.archive.write("error", message=f"cannot reach the responder: {error}")
             return False
         self.observations.handshake_ms = (time.monotonic() - started) * 1000
+        self.observations.connection = connection
+        self.observations.initial_path = connection.path
+        self.observations.path_timeline.append((time.monotonic(), connection.path))
         self.archive.write(
             "connected",
             handshake_ms=round(self.observations.handshake_ms, 3),
             path=connection.path,
-            peer_addr=f"{self.config.address[0]}:{self.config.address[1]}",
+            **({"peer_addr": format_host_port(self.config.address)} if self.config.address else {}),
         )
         return True
 
@@ -192,9 +198,7 @@ class PingRun:
         if reply is None:
             self.observations.not_a_reply += 1
             return
-        verdict, record = self.tracker.reply(
-            reply.run_id, reply.seq, message.received_ns / 1e9, message.connection.path
-        )
+        verdict, record = self.tracker.reply(reply.run_id, reply.seq, message.received_ns / 1e9, message.path)
         if verdict in (ReplyVerdict.ok, ReplyVerdict.late) and record is not None:
             self.observations.timestamps[reply.seq] = (
                 reply.sent_wall_ns,
@@ -207,7 +211,13 @@ class PingRun:
 
     def _on_transport_event(self, event: object) -> None:
         now = time.monotonic()
-        if isinstance(event, PeerDisconnected) and event.peer == self.config.peer:
+        if isinstance(event, PathChanged) and event.peer == self.config.peer:
+            self.observations.path_timeline.append((now, event.current))
+            if event.current == "direct" and self.observations.time_to_direct_s is None:
+                self.observations.time_to_direct_s = event.time_to_direct_s
+            rtt_ms = None if event.path_rtt_s is None else round(event.path_rtt_s * 1000, 3)
+            self.archive.write("path_change", **{"from": event.previous, "to": event.current, "path_rtt_ms": rtt_ms})
+        elif isinstance(event, PeerDisconnected) and event.peer == self.config.peer:
             self.observations.down_since_s = now
             self.archive.write("error", message=f"connection lost: {event.reason}")
         elif isinstance(event, PeerConnected) and event.peer == self.config.peer:

@@ -27,10 +27,17 @@ class Responder:
 
     @classmethod
     async def start(
-        cls, identity: Identity, host: str, port: int, settings: TransportSettings | None = None
+        cls,
+        identity: Identity,
+        host: str,
+        port: int,
+        settings: TransportSettings | None = None,
+        relay: tuple[str, int] | None = None,
     ) -> Responder:
         responder = cls()
-        responder.node = await Node.start(identity, host, port, settings=settings, on_message=responder._answer)
+        responder.node = await Node.start(
+            identity, host, port, settings=settings, on_message=responder._answer, relay=relay
+        )
         return responder
 
     def _answer(self, message: ReceivedMessage) -> None:

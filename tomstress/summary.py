@@ -10,6 +10,7 @@ from collections import Counter
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
+from tomproto.addresses import format_host_port
 from tomproto.transport import TransportCounters
 from tomstress.engine import Outcome, ProbeTracker
 from tomstress.stats import DEFINITIONS, availability, self_check, summarize, summarize_loss
@@ -17,7 +18,7 @@ from tomstress.stats import DEFINITIONS, availability, self_check, summarize, su
 if TYPE_CHECKING:
     from tomstress.ping import PingConfig
 
-__all__ = ["PingObservations", "build_summary", "clock_offset"]
+__all__ = ["PingObservations", "build_summary", "clock_offset", "path_summary"]
 
 CLOCK_OFFSET_PROBES = 5
 
@@ -38,6 +39,40 @@ class PingObservations:
     loop_lags_ms: list[float] = field(default_factory=list)
     # seq -> (probe wall send ns, responder wall receive ns, responder wall send ns)
     timestamps: dict[int, tuple[int, int, int]] = field(default_factory=dict)
+    connection: Any = None  # the PeerConnection probes went out on first
+    initial_path: str | None = None
+    path_timeline: list[tuple[float, str]] = field(default_factory=list)  # (monotonic s, path from then on)
+    time_to_direct_s: float | None = None
+
+
+def path_summary(observations: PingObservations, end_s: float | None) -> dict[str, Any]:
+    """How the connection got to the peer: outcome, time to direct, time on each path."""
+    timeline = observations.path_timeline
+    time_on_path: dict[str, float] = {}
+    for (start, path), (stop, _) in zip(timeline, [*timeline[1:], (end_s, None)]):
+        if stop is not None:
+            time_on_path[path] = time_on_path.get(path, 0.0) + max(0.0, stop - start)
+    paths_seen = {path for _, path in timeline}
+    if not timeline:
+        outcome = "failed"
+    elif "direct" in paths_seen:
+        outcome = "direct"
+    else:
+        outcome = "relay_only"
+    connection = observations.connection
+    return {
+        "initial": observations.initial_path,
+        "outcome": outcome,
+        "time_to_direct_s": None if observations.time_to_direct_s is None else round(observations.time_to_direct_s, 6),
+        "punch_attempts": connection.direct_path.punches_sent if connection is not None else 0,
+        "path_changes": max(0, len(timeline) - 1),
+        "time_on_path_s": {path: round(seconds, 3) for path, seconds in time_on_path.items()},
+        "direct_path_rtt_ms": (
+            round(connection.direct_path.rtt_s * 1000, 3)
+            if connection is not None and connection.direct_path.rtt_s is not None
+            else None
+        ),
+    }
 
 
 def clock_offset(tracker: ProbeTracker, timestamps: dict[int, tuple[int, int, int]]) -> dict[str, Any] | None:
@@ -98,7 +133,8 @@ def build_summary(
         "mode": "ping",
         "run_id": run_id,
         "peer": config.peer.hex,
-        "target_addr": f"{config.address[0]}:{config.address[1]}",
+        "target_addr": None if config.address is None else format_host_port(config.address),
+        "relay": None if config.relay is None else format_host_port(config.relay),
         "transport": config.transport,
         "reached": reached,
         "connect_error": observations.connect_error,
@@ -125,6 +161,7 @@ def build_summary(
         "selfcheck": check.as_dict(),
         "clock": clock_offset(tracker, observations.timestamps),
         "path": {
+            **path_summary(observations, observations.last_slot_s),
             "probes_by_path_sent": dict(by_path_sent),
             "probes_by_path_received": dict(by_path_received),
         },

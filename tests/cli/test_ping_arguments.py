@@ -24,7 +24,7 @@ def tom_stress(*arguments: str) -> subprocess.CompletedProcess[str]:
         (["--local", "--interval", "100"], "give a unit"),
         (["--local", "--timeout", "soon"], "invalid duration"),
         (["--local", "--connect", NODE, "--target-addr", "127.0.0.1:1"], "either --local"),
-        (["--connect", NODE], "go together"),
+        (["--connect", NODE], "--connect needs"),
         (["--connect", NODE.upper(), "--target-addr", "127.0.0.1:7400"], "lowercase"),
         (["--connect", NODE, "--target-addr", "127.0.0.1"], "HOST:PORT"),
         (["--connect", NODE, "--target-addr", "127.0.0.1:70000"], "ports are 0 to 65535"),

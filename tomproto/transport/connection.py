@@ -60,6 +60,7 @@ class PeerConnection:
         # No address: the connection starts on the relay path (and may punch its way to direct).
         self.path = PATH_DIRECT if remote_address is not None else PATH_RELAY
         self.direct_path = DirectPath(self)
+        self.received_path = self.path
         self.started_at = now
         self.established_at: float | None = None
         self.closed = False
@@ -118,7 +119,10 @@ class PeerConnection:
 
     # -- input -------------------------------------------------------------------------------
 
-    def receive(self, data: bytes, now: float) -> None:
+    def receive(self, data: bytes, now: float, path: str) -> None:
+        """A QUIC packet for this connection that came by `path` (what `received_path` tells
+        whoever is handed a frame or datagram while it is processed)."""
+        self.received_path = path
         self.quic.receive_datagram(data, self.pseudo_address, now)
         self._process_events(now)
         self.transmit()

@@ -27,7 +27,7 @@ from tomproto.errors import IdentityError
 from tomproto.identity import Identity, NodeId
 from tomproto.relay import protocol as relay_wire
 from tomproto.relay.protocol import Address
-from tomproto.transport.connection import PeerConnection
+from tomproto.transport.connection import PATH_DIRECT, PATH_RELAY, PeerConnection
 from tomproto.transport.control import (
     KIND_RESET_NOTICE,
     decode_reset_notice,
@@ -361,7 +361,7 @@ class Endpoint(asyncio.DatagramProtocol):
                 return
             else:
                 return
-        connection.receive(data, now)
+        connection.receive(data, now, PATH_RELAY if relayed_from is not None else PATH_DIRECT)
 
     def _accept(
         self, original_destination_id: bytes, address: Address | None, relayed_from: bytes | None, now: float

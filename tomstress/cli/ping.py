@@ -101,21 +101,20 @@ async def _ping(invocation: Invocation, peer: NodeId | None, address: tuple[str,
         extra = ("--low-memory",) if invocation.transport == TransportSettings.low_memory() else ()
         async with local_responder(*extra) as (local_peer, local_address, _):
             return await _run(invocation, local_peer, local_address, stop, stopped_by)
-    assert address is not None  # noqa: S101 - checked by the command
     return await _run(invocation, peer, address, stop, stopped_by)
 
 
 async def _run(
     invocation: Invocation,
     peer: NodeId,
-    address: tuple[str, int],
+    address: tuple[str, int] | None,
     stop: asyncio.Event,
     stopped_by: list[signal.Signals],
 ) -> int:
     identity = invocation.identity
     config = PingConfig(peer=peer, address=address, **invocation.settings)
     run_id = secrets.token_hex(8)
-    node = await Node.start(identity, "0.0.0.0", 0, settings=invocation.transport)
+    node = await Node.start(identity, "0.0.0.0", 0, settings=invocation.transport, relay=config.relay)
     try:
         _check_size(node, config, run_id)
         archive = Archive.create(invocation.output_dir, invocation.name, "ping")
@@ -170,12 +169,15 @@ def ping(
     as_json: bool = typer.Option(False, "--json", help="Print the summary as one JSON object on stdout."),
     no_live: bool = typer.Option(False, "--no-live", help="No live progress view."),
     low_memory: bool = typer.Option(False, "--low-memory", help="Small transport buffers, for small devices."),
+    relay: str | None = typer.Option(
+        None, "--relay", metavar="HOST:PORT", help="tom-relay to register with; without --target-addr the peer is reached through it (then punched to direct)."
+    ),
 ) -> None:
     """Ping a responder with encrypted, signed probes; report RTT, jitter, loss and availability."""
     if local == (connect is not None or target_addr is not None):
-        fail("give either --local, or --connect NODEID with --target-addr HOST:PORT")
-    if not local and (connect is None or target_addr is None):
-        fail("--connect and --target-addr go together")
+        fail("give either --local, or --connect NODEID with --target-addr HOST:PORT and/or --relay HOST:PORT")
+    if not local and (connect is None or (target_addr is None and relay is None)):
+        fail("--connect needs --target-addr HOST:PORT, --relay HOST:PORT, or both")
     if interval <= 0 or timeout <= 0:
         fail("--interval and --timeout must be positive durations, e.g. 100ms")
     address = None if target_addr is None else host_port_option(target_addr)
@@ -186,6 +188,7 @@ def ping(
         "size": size,
         "transport": TRANSPORT_DATAGRAM if datagram else TRANSPORT_STREAM,
         "max_loss_percent": max_loss,
+        "relay": None if relay is None else host_port_option(relay),
     }
 
     try:

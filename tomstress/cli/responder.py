@@ -13,9 +13,9 @@ import typer
 
 from tomproto.errors import IdentityError
 from tomproto.identity import load_or_create_identity
-from tomproto.transport import TransportSettings
+from tomproto.transport import PathChanged, TransportError, TransportSettings
 from tomstress.addresses import format_host_port, host_port_option
-from tomstress.cli.common import fail
+from tomstress.cli.common import EXIT_UNREACHABLE, fail
 from tomstress.responder import Responder
 
 __all__ = ["register"]
@@ -40,16 +40,40 @@ def _addresses(host: str, port: int) -> list[str]:
     return found or [format_host_port((host, port))]
 
 
-async def _serve(identity_file: Path | None, listen: tuple[str, int], quiet: bool, low_memory: bool) -> None:
+def _print_event(event: object) -> None:
+    """Path changes as JSON lines on stdout: the responder side of the path telemetry."""
+    if isinstance(event, PathChanged):
+        print(
+            json.dumps(
+                {
+                    "event": "path_change",
+                    "peer": event.peer.hex if event.peer else None,
+                    "from": event.previous,
+                    "to": event.current,
+                    "path_rtt_ms": None if event.path_rtt_s is None else round(event.path_rtt_s * 1000, 3),
+                    "time_to_direct_s": event.time_to_direct_s,
+                }
+            ),
+            flush=True,
+        )
+
+
+async def _serve(
+    identity_file: Path | None, listen: tuple[str, int], quiet: bool, low_memory: bool, relay: tuple[str, int] | None
+) -> None:
     identity = load_or_create_identity(identity_file)
     host, port = listen
     settings = TransportSettings.low_memory() if low_memory else TransportSettings()
     try:
-        responder = await Responder.start(identity, host, port, settings)
+        responder = await Responder.start(identity, host, port, settings, relay)
     except OSError as error:
         fail(f"cannot listen on {format_host_port(listen)}: {error.strerror or error}")
+    except TransportError as error:
+        fail(str(error), EXIT_UNREACHABLE)
+    responder.node.endpoint.on_event = _print_event  # type: ignore[union-attr]
     bound_host, bound_port = responder.node.endpoint.local_address  # type: ignore[union-attr]
     addresses = _addresses(bound_host, bound_port)
+    relay_client = responder.node.endpoint.relay  # type: ignore[union-attr]
     print(
         json.dumps(
             {
@@ -58,6 +82,8 @@ async def _serve(identity_file: Path | None, listen: tuple[str, int], quiet: boo
                 "listen": format_host_port((bound_host, bound_port)),
                 "port": bound_port,
                 "addresses": addresses,
+                "relay": format_host_port(relay) if relay else None,
+                "observed_address": format_host_port(relay_client.observed_address) if relay_client else None,
             }
         ),
         flush=True,
@@ -65,7 +91,8 @@ async def _serve(identity_file: Path | None, listen: tuple[str, int], quiet: boo
     if not quiet:
         print(f"responder {identity.node_id.hex}", file=sys.stderr)
         print(f"listening on {format_host_port((bound_host, bound_port))} (udp)", file=sys.stderr)
-        print(f"ping it with: tom-stress ping --connect {identity.node_id.hex} --target-addr {addresses[0]}", file=sys.stderr)
+        how = f"--relay {format_host_port(relay)}" if relay else f"--target-addr {addresses[0]}"
+        print(f"ping it with: tom-stress ping --connect {identity.node_id.hex} {how}", file=sys.stderr)
     stopped = asyncio.Event()
     loop = asyncio.get_running_loop()
     for signum in (signal.SIGINT, signal.SIGTERM):
@@ -87,10 +114,12 @@ def responder(
     low_memory: bool = typer.Option(
         False, "--low-memory", help="Small flow-control windows and stream/connection caps, for small devices."
     ),
+    relay: str | None = typer.Option(None, "--relay", metavar="HOST:PORT", help="Register with this tom-relay (reachable behind NAT)."),
 ) -> None:
     """Answer probes: print the NodeId and addresses (and one JSON line on stdout), run until stopped."""
     try:
-        asyncio.run(_serve(identity_file, host_port_option(listen), quiet, low_memory))
+        relay_address = None if relay is None else host_port_option(relay)
+        asyncio.run(_serve(identity_file, host_port_option(listen), quiet, low_memory, relay_address))
     except IdentityError as error:
         fail(str(error))
 

@@ -1,0 +1,1 @@
+"""The NAT lab: field networks rebuilt on one machine with network namespaces."""

@@ -144,16 +144,30 @@ fi
 [ -x "$root$src/build/freeze.sh" ] || die "copy failed: no build/freeze.sh in $root$src"
 export BUILD_COMMIT=${BUILD_COMMIT:-$(git -C "$project" rev-parse --short=12 HEAD 2>/dev/null || echo unknown)}
 export BUILD_DATE=${BUILD_DATE:-$(date -u +%Y-%m-%d)}
+find "$root/tmp" -mindepth 1 -delete   # what a killed earlier run left (freeze.sh works in /tmp)
 cp -L /etc/resolv.conf "$root/etc/resolv.conf"   # pip resolves PyPI from inside the root
+# pip in the root trusts what the host's pip trusts: a host that reaches PyPI through a TLS proxy
+# has that proxy's CA in its bundle (from /usr/local/share/ca-certificates), the root does not.
+host_ca=${PIP_CERT:-/etc/ssl/certs/ca-certificates.crt}
+ca_env=()
+if [ -f "$host_ca" ]; then
+    cp -L "$host_ca" "$root/etc/ssl/certs/host-ca-bundle.crt"
+    ca_env=(PIP_CERT=/etc/ssl/certs/host-ca-bundle.crt SSL_CERT_FILE=/etc/ssl/certs/host-ca-bundle.crt)
+fi
+# The host's package index and proxy settings, if any come from the environment.
+pass_env=()
+for v in PIP_INDEX_URL PIP_DEFAULT_TIMEOUT http_proxy https_proxy no_proxy HTTP_PROXY HTTPS_PROXY NO_PROXY; do
+    if [ -n "${!v:-}" ]; then pass_env+=("$v=${!v}"); fi
+done
 
 # --- freeze inside the root ---------------------------------------------------------------------
 mount_root
 log "running build/freeze.sh under qemu (commit $BUILD_COMMIT, date $BUILD_DATE)"
 t0=$SECONDS
-# A clean environment: the host's pip settings (local find-links, constraints) do not exist there.
+# A clean environment: the host's pip settings (local find-links, constraints) mean nothing there.
 timeout --kill-after=30 "$freeze_timeout" env -i PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin \
     HOME=/root LANG=C.UTF-8 TERM="${TERM:-dumb}" \
-    BUILD_COMMIT="$BUILD_COMMIT" BUILD_DATE="$BUILD_DATE" \
+    BUILD_COMMIT="$BUILD_COMMIT" BUILD_DATE="$BUILD_DATE" "${ca_env[@]}" "${pass_env[@]}" \
     chroot "$root" "$src/build/freeze.sh" /usr/bin/python3.11 "$dst"
 log "freeze done in $((SECONDS - t0)) s"
 unmount_all

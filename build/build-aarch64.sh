@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# Build the static aarch64 binaries into build/out/aarch64/ (tom-stress, and tom-relay as a link)
+# Build the static aarch64 binaries into build/out/aarch64/ (tom-stress, and tom-relay as a hard link)
 # on an x86_64 Debian host, then smoke-test them in an empty chroot through qemu.
 #
 #   build/build-aarch64.sh
@@ -176,7 +176,7 @@ unmount_all
 mkdir -p "$out"
 rm -f "$out/tom-stress" "$out/tom-relay"
 cp "$root$dst/tom-stress" "$out/tom-stress"
-ln -sf tom-stress "$out/tom-relay"
+ln "$out/tom-stress" "$out/tom-relay"  # a hard link: see freeze.sh
 info=$(file "$out/tom-stress")
 echo "$info"
 case $info in *"ARM aarch64"*) ;; *) die "$out/tom-stress is not an aarch64 binary" ;; esac

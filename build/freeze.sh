@@ -33,5 +33,9 @@ cd "$work"
     "$here/entry.py"
 mkdir -p "$out"
 "$work/venv/bin/staticx" --strip "$work/dist/tom-stress" "$out/tom-stress"
-ln -sf tom-stress "$out/tom-relay"
+chmod 755 "$out/tom-stress"
+# A hard link, not a symlink: staticx resolves symlinks in STATICX_PROG_PATH, which is how the
+# binary learns the name it was started under (build/entry.py).
+rm -f "$out/tom-relay"
+ln "$out/tom-stress" "$out/tom-relay"
 echo "built $out/tom-stress ($arch): $(du -h "$out/tom-stress" | cut -f1)"

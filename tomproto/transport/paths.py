@@ -96,13 +96,13 @@ class DirectPath:
         if connection.closed:
             return
         now = self.loop.time()
-        if connection.path_is_direct and self.address is not None:
+        if connection.path_is_direct:
+            if self.address is None:
+                return  # dialled at a known address: QUIC itself watches that path
             if self.last_answer_at is not None and now - self.last_answer_at > SILENT_AFTER_S:
                 connection.switch_path(direct=None, path_rtt_s=None)
-                self.last_call_at = now
                 connection.endpoint.call_through_relay(connection)
             else:
                 self._send_punch(self.address)
         elif connection.relay_available and (self.last_call_at is None or now - self.last_call_at >= RETRY_S):
-            self.last_call_at = now
             connection.endpoint.call_through_relay(connection)

@@ -10,7 +10,7 @@ import typer
 
 from tomproto.errors import LocalError
 from tomproto.relay.cli import relay as relay_command
-from tomstress.cli import identity, natreport, ping, responder
+from tomstress.cli import identity, lab, natreport, ping, responder
 from tomstress.cli.common import fail
 from tomproto.buildinfo import version_line
 
@@ -27,6 +27,7 @@ identity.register(app)
 responder.register(app)
 ping.register(app)
 natreport.register(app)
+lab.register(app)
 app.command("relay", help="Run tom-relay, the relay and rendezvous server (same as the tom-relay command).")(relay_command)
 
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import os
 import secrets
 import signal
 import sys
@@ -58,6 +59,17 @@ def _check_size(node: Node, config: PingConfig, run_id: str) -> None:
     wire = len(node.seal(config.peer, MessageType.Chat, plaintext).wire)
     if wire > MAX_ENVELOPE_BYTES * 0.95:  # leave room: the wire size varies with the ciphertext
         fail(f"--size {config.size} makes a {wire}-byte envelope; the protocol caps envelopes at {MAX_ENVELOPE_BYTES} bytes")
+
+
+def _lab_description() -> dict[str, Any]:
+    """When `tom-stress lab run` started us: the topology and impairments, for the archive."""
+    text = os.environ.get("TOM_LAB")
+    if not text:
+        return {}
+    try:
+        return {"lab": json.loads(text)}
+    except ValueError:
+        return {"lab": {"unparsed": text[:1000]}}
 
 
 def _exit_code(summary: dict[str, Any], stopped_by: signal.Signals | None, config: PingConfig) -> int:
@@ -127,7 +139,7 @@ async def _run(
                 run_id=run_id,
                 tool={"name": "tom-stress", "version": __version__, "build": build_info()},
                 mode="ping",
-                config=config.as_dict(),
+                config={**config.as_dict(), **_lab_description()},
                 campaign_sha256=None,
                 host=host_facts(),
                 node_ids={"local": identity.node_id.hex, "peer": peer.hex},

@@ -1,0 +1,145 @@
+"""A running lab: a topology, its impairments, a relay in the public segment and a responder
+behind side b; commands run behind side a (`tom-stress lab run`, `lab up`/`lab down`)."""
+
+from __future__ import annotations
+
+import json
+import os
+import select
+import signal
+import subprocess
+import time
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+from tomstress.lab.netns import RELAY_IP, RELAY_IP_2, LabError, Topology, build, run, teardown
+from tomstress.local import own_command
+
+__all__ = ["Impairments", "LabSession", "start", "stop", "STATE_DIR"]
+
+RELAYS = [f"{RELAY_IP}:7478", f"{RELAY_IP}:7479", f"{RELAY_IP_2}:7478"]
+STATE_DIR = Path("/run/tom-stress-lab")
+READY_TIMEOUT_S = 30
+
+
+@dataclass(frozen=True)
+class Impairments:
+    """Applied to every side's public-facing link, in each direction."""
+
+    delay_s: float = 0.0
+    jitter_s: float = 0.0
+    loss: float = 0.0  # probability per packet and direction
+    rate: str | None = None  # tc rate, e.g. "10mbit"
+    outages: tuple[tuple[float, float], ...] = ()  # (at_s, duration_s) on side a's link
+
+    def describe(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+@dataclass
+class LabSession:
+    topology: Topology
+    impairments: Impairments
+    responder_id: str = ""
+    processes: list[subprocess.Popen[str]] = field(default_factory=list)
+
+    def links(self) -> list[tuple[str, str]]:
+        """(namespace role, interface) of each side's link to the public segment."""
+        return [(self.topology.edge(side) or f"home-{side}", "wan") for side in ("a", "b")]
+
+    def describe(self) -> dict[str, Any]:
+        return {"topology": self.topology.name, "impairments": self.impairments.describe(), "relays": RELAYS,
+                "responder": self.responder_id, "namespaces": list(self.topology.namespaces)}  # fmt: skip
+
+    def command(self, arguments: list[str]) -> list[str]:
+        """A tom-stress command to run behind side a, completed with the lab's peer and relay."""
+        arguments = list(arguments)
+        if arguments[:1] == ["ping"] and "--connect" not in arguments and "--local" not in arguments:
+            arguments += ["--connect", self.responder_id, "--relay", RELAYS[0]]
+        if arguments[:1] == ["nat-report"] and "--relay" not in arguments:
+            for relay in RELAYS:
+                arguments += ["--relay", relay]
+        return [*self.topology.exec_prefix("home-a"), *own_command(), *arguments]
+
+    def environment(self) -> dict[str, str]:
+        return {**os.environ, "TOM_LAB": json.dumps(self.describe())}
+
+
+def _read_json_line(process: subprocess.Popen[str]) -> dict[str, Any]:
+    assert process.stdout is not None  # noqa: S101
+    ready, _, _ = select.select([process.stdout], [], [], READY_TIMEOUT_S)
+    if not ready:
+        raise LabError("a lab process did not start in time")
+    return json.loads(process.stdout.readline())
+
+
+def _apply(session: LabSession) -> None:
+    impairments = session.impairments
+    for role, interface in session.links():
+        prefix = session.topology.exec_prefix(role)
+        if impairments.loss > 0:
+            probability = f"{impairments.loss:.6f}"
+            statistic = ["-m", "statistic", "--mode", "random", "--probability", probability, "-j", "DROP"]
+            run(*prefix, "iptables", "-t", "raw", "-A", "PREROUTING", "-i", interface, *statistic)
+            run(*prefix, "iptables", "-t", "mangle", "-A", "POSTROUTING", "-o", interface, *statistic)
+        if impairments.rate:  # egress on both ends of the link: both directions are limited
+            side = "a" if role.endswith("-a") else "b"
+            for where, device in ((prefix, interface), (session.topology.exec_prefix("pub"), f"to-{side}")):
+                run(*where, "tc", "qdisc", "add", "dev", device, "root", "tbf", "rate", impairments.rate,
+                    "burst", "32kbit", "latency", "400ms")  # fmt: skip
+    if impairments.delay_s > 0 or impairments.jitter_s > 0:
+        from tomstress.lab.delayer import start_delayers  # needs NetfilterQueue: only when asked
+
+        session.processes += start_delayers(session)
+
+
+def start(topology_name: str, impairments: Impairments, prefix: str | None = None) -> LabSession:
+    topology = build(topology_name, prefix)
+    session = LabSession(topology, impairments)
+    try:
+        _apply(session)
+        relay = subprocess.Popen(
+            [*topology.exec_prefix("pub"), *own_command(), "relay", *sum((["--listen", r] for r in RELAYS), []),
+             "--stats-interval", "3600"],
+            stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True,
+        )  # fmt: skip
+        session.processes.append(relay)
+        _read_json_line(relay)
+        responder = subprocess.Popen(
+            [*topology.exec_prefix("home-b"), *own_command(), "responder", "--listen", "0.0.0.0:7400",
+             "--relay", RELAYS[0], "--quiet"],
+            stdout=subprocess.PIPE, text=True,
+        )  # fmt: skip
+        session.processes.append(responder)
+        session.responder_id = _read_json_line(responder)["node_id"]
+    except BaseException:
+        stop(session)
+        raise
+    return session
+
+
+def schedule_outages(session: LabSession, started_at: float) -> list[subprocess.Popen[str]]:
+    """Take side a's public link down at each outage's time, for its duration (a tunnel)."""
+    role, interface = session.links()[0]
+    namespace = session.topology.ns(role)
+    steps, clock = [], time.monotonic() - started_at
+    for at, duration in sorted(session.impairments.outages):
+        steps.append(f"sleep {max(0.0, at - clock):.3f}; ip -n {namespace} link set {interface} down; "
+                     f"sleep {duration:.3f}; ip -n {namespace} link set {interface} up")  # fmt: skip
+        clock = max(clock, at) + duration
+    if not steps:
+        return []
+    return [subprocess.Popen(["sh", "-c", "; ".join(steps)], text=True)]
+
+
+def stop(session: LabSession) -> None:
+    for process in reversed(session.processes):
+        if process.poll() is None:
+            process.send_signal(signal.SIGTERM)
+            try:
+                process.wait(timeout=5)
+            except subprocess.TimeoutExpired:
+                process.kill()
+                process.wait(timeout=5)
+    teardown(session.topology)

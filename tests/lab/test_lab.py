@@ -1,0 +1,81 @@
+"""`tom-stress lab`: each topology through the command itself, and the truth checks (delay, loss,
+outage) against independent measures (tomstress.lab.truth)."""
+
+from __future__ import annotations
+
+import json
+import statistics
+import subprocess
+import sys
+
+import pytest
+
+from tomstress.lab.session import Impairments, start, stop
+from tomstress.lab.truth import icmp_rtts_ms, loss_truth, outage_truth, ping_in_lab
+from tomstress.natreport import ADDRESS_AND_PORT_DEPENDENT, ENDPOINT_INDEPENDENT, NO_NAT
+
+TOM_STRESS = [sys.executable, "-m", "tomstress"]
+
+
+def lab_run(topology: str, *arguments: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [*TOM_STRESS, "lab", "run", topology, "--", *arguments], capture_output=True, text=True, timeout=180
+    )
+
+
+@pytest.mark.parametrize(
+    ("topology", "verdict", "outcome"),
+    [
+        ("lan", NO_NAT, "direct"),
+        ("home-home", ENDPOINT_INDEPENDENT, "direct"),
+        ("cgnat", ENDPOINT_INDEPENDENT, "direct"),
+        ("symmetric", ADDRESS_AND_PORT_DEPENDENT, "relay_only"),
+    ],
+)
+def test_each_topology_pings_through_the_lab_and_nat_report_names_its_nat(
+    topology: str, verdict: str, outcome: str, tmp_path
+) -> None:
+    report = lab_run(topology, "nat-report", "--json")
+    assert report.returncode == 0, report.stderr
+    assert json.loads(report.stdout)["verdict"] == verdict
+    ping = lab_run(topology, "ping", "--count", "10", "--interval", "100ms", "--json", "--no-live", "--output-dir", str(tmp_path))
+    assert ping.returncode == 0, ping.stderr
+    summary = json.loads(ping.stdout)
+    assert summary["probes"]["ok"] == 10
+    assert summary["path"]["outcome"] == outcome
+    first_event = json.loads(open(summary["archive"]).readline())
+    assert first_event["config"]["lab"]["topology"] == topology  # the lab is in the archive
+
+
+def test_the_delayer_adds_exactly_the_asked_delay() -> None:
+    session = start("home-home", Impairments(delay_s=0.010))
+    try:
+        rtts = icmp_rtts_ms(session, "home-a", count=30, interval_s=0.05)
+    finally:
+        stop(session)
+    assert len(rtts) == 30
+    assert abs(statistics.median(rtts) - 20.0) <= 1.0  # 10 ms each way through the delayer
+
+
+def test_two_percent_loss_per_link_direction_is_found_by_datagram_probes() -> None:
+    result = loss_truth(loss=0.02, count=2500)
+    assert result["sent"] == 2500
+    assert result["contains_expected"], result  # 1 - 0.98^4 = 7.76 % inside the 99 % interval
+    assert result["interval_width_pp"] < 3.0
+
+
+def test_a_five_second_outage_is_one_outage_of_five_seconds_and_the_path_recovers() -> None:
+    result = outage_truth(duration_s=5.0, at_s=4.0, count=150)
+    assert result["within_one_second"], result["outages"]
+    assert result["recovered"]
+    assert result["probes"]["sent"] == 150
+
+
+def test_ping_in_lab_records_the_impairments() -> None:
+    session = start("home-home", Impairments(loss=0.01))
+    try:
+        summary = ping_in_lab(session, "--count", "5", "--interval", "50ms")
+    finally:
+        stop(session)
+    start_event = summary["events"][0]
+    assert start_event["config"]["lab"]["impairments"]["loss"] == 0.01

@@ -1,0 +1,124 @@
+"""Does tom-stress tell the truth? Known impairments in the lab, against independent measures.
+
+- delay: ICMP `ping` from each home to the public segment crosses the same delayed links, so
+  the truth of the direct path is the sum of the two; tom-stress's direct-path RTT p50 is
+  compared with it;
+- loss: a known loss per link and direction gives a known round-trip loss, 1 - (1 - p)^4 for
+  two links; datagram probes must find it inside their 99 % interval;
+- outage: side a's link down for a known time must show as one outage of that length.
+Used by tests/lab and by `python -m tomstress.benchmarks.labtruth`.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+import statistics
+import subprocess
+import tempfile
+from pathlib import Path
+from typing import Any
+
+from tomstress.lab.netns import RELAY_IP
+from tomstress.lab.session import Impairments, LabSession, schedule_outages, start, stop
+from tomstress.stats import wilson_interval
+
+__all__ = ["icmp_rtts_ms", "ping_in_lab", "delay_truth", "loss_truth", "outage_truth"]
+
+_ICMP_TIME = re.compile(r"time=([0-9.]+) ms")
+
+
+def icmp_rtts_ms(session: LabSession, role: str, count: int = 50, interval_s: float = 0.05) -> list[float]:
+    result = subprocess.run(
+        [*session.topology.exec_prefix(role), "ping", "-n", "-c", str(count), "-i", f"{interval_s}", "-W", "2", RELAY_IP],
+        capture_output=True, text=True, timeout=count * interval_s + 30,
+    )  # fmt: skip
+    return [float(match) for match in _ICMP_TIME.findall(result.stdout)]
+
+
+def ping_in_lab(session: LabSession, *arguments: str, timeout_s: float = 300) -> dict[str, Any]:
+    with tempfile.TemporaryDirectory() as output_dir:
+        result = subprocess.run(
+            session.command(["ping", *arguments, "--json", "--no-live", "--output-dir", output_dir]),
+            capture_output=True, text=True, timeout=timeout_s, env=session.environment(),
+        )  # fmt: skip
+        if not result.stdout.strip():
+            raise RuntimeError(f"ping in the lab printed no summary: {result.stderr[-500:]}")
+        summary = json.loads(result.stdout)
+        events = [json.loads(line) for line in Path(summary["archive"]).read_text().splitlines() if line.strip()]
+    summary["events"] = events
+    return summary
+
+
+def delay_truth(delay_s: float = 0.010, count: int = 300, interval: str = "20ms") -> dict[str, Any]:
+    session = start("home-home", Impairments(delay_s=delay_s))
+    try:
+        icmp_a = icmp_rtts_ms(session, "home-a")
+        summary = ping_in_lab(session, "--count", str(count), "--interval", interval, "--timeout", "2s")
+        icmp_b = icmp_rtts_ms(session, "home-b")
+    finally:
+        stop(session)
+    truth = statistics.median(icmp_a) + statistics.median(icmp_b)
+    direct = summary["rtt_ms_by_path"].get("direct", {})
+    measured = direct.get("p50")
+    tolerance = max(1.0, 0.02 * truth)
+    return {
+        "delay_each_way_ms": delay_s * 1000,
+        "icmp_p50_ms": {"home_a_to_pub": statistics.median(icmp_a), "home_b_to_pub": statistics.median(icmp_b)},
+        "truth_ms": round(truth, 3),
+        "tom_stress_direct_p50_ms": measured,
+        "direct_n": direct.get("n"),
+        "difference_ms": None if measured is None else round(measured - truth, 3),
+        "tolerance_ms": round(tolerance, 3),
+        "within_tolerance": measured is not None and abs(measured - truth) <= tolerance,
+        "path": summary["path"],
+        "probes": summary["probes"],
+    }
+
+
+def loss_truth(loss: float = 0.02, count: int = 3000, interval: str = "10ms") -> dict[str, Any]:
+    session = start("home-home", Impairments(loss=loss))
+    try:
+        summary = ping_in_lab(session, "--datagram", "--count", str(count), "--interval", interval, "--timeout", "1s")
+    finally:
+        stop(session)
+    probes = summary["probes"]
+    failed = probes["lost"] + probes["late"] + probes["send_error"]
+    low, high = wilson_interval(failed, probes["sent"], 0.99)
+    expected = 1 - (1 - loss) ** 4
+    return {
+        "loss_per_link_and_direction": loss,
+        "expected_round_trip_loss": round(expected, 5),
+        "sent": probes["sent"],
+        "not_answered": failed,
+        "measured_loss": round(failed / probes["sent"], 5),
+        "interval_99": [round(low, 5), round(high, 5)],
+        "interval_width_pp": round((high - low) * 100, 3),
+        "contains_expected": low <= expected <= high,
+        "stayed_direct": summary["path"]["path_changes"] == 1 and summary["path"]["outcome"] == "direct",
+        "path": summary["path"],
+        "quic_packets": summary["quic"],
+    }
+
+
+def outage_truth(duration_s: float = 5.0, at_s: float = 4.0, count: int = 150, interval: str = "100ms") -> dict[str, Any]:
+    import time
+
+    session = start("home-home", Impairments(outages=((at_s, duration_s),)))
+    try:
+        started = time.monotonic()
+        session.processes += schedule_outages(session, started)
+        summary = ping_in_lab(session, "--datagram", "--count", str(count), "--interval", interval, "--timeout", "1s")
+    finally:
+        stop(session)
+    availability = summary["availability"]
+    return {
+        "outage_s": duration_s,
+        "outages": availability["outages"],
+        "outage_count": availability["outage_count"],
+        "longest_outage_s": availability["longest_outage_s"],
+        "within_one_second": availability["outage_count"] == 1 and abs(availability["longest_outage_s"] - duration_s) <= 1.0,
+        "recovered": bool(availability["outages"]) and all(outage["recovered"] for outage in availability["outages"]),
+        "path": summary["path"],
+        "probes": summary["probes"],
+    }

@@ -151,6 +151,21 @@ def lab_down(name: str = typer.Option("lab", "--name", help="The lab to remove."
     print(json.dumps({"event": "lab_down", "name": name}))
 
 
+@lab_app.command("delayer", hidden=True)
+def lab_delayer(
+    queue: int = typer.Option(..., "--queue"),
+    delay: str = typer.Option(..., "--delay"),
+    jitter: str = typer.Option("0ms", "--jitter"),
+    seed: int = typer.Option(1, "--seed"),
+) -> None:
+    """The lab's NFQUEUE delayer (started by the lab inside a NAT namespace)."""
+    import asyncio
+
+    from tomstress.lab.delayer import serve
+
+    asyncio.run(serve(queue, parse_duration(delay), parse_duration(jitter), seed))
+
+
 @lab_app.command("topologies")
 def lab_topologies() -> None:
     """List the topologies and their NAT layers per side."""

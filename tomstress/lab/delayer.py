@@ -1,6 +1,6 @@
 """A userspace delayer for kernels without netem: packets wait in NFQUEUE for their delay.
 
-    python -m tomstress.lab.delayer --queue N --delay 10ms [--jitter 2ms]   (inside a namespace)
+    tom-stress lab delayer --queue N --delay 10ms [--jitter 2ms]   (inside a namespace; the lab starts it)
 
 iptables sends each packet crossing a link to an NFQUEUE; this process holds it for the delay
 (plus a uniform jitter sample) and then accepts it. Release times never go backwards within a
@@ -12,25 +12,23 @@ the sum.
 
 from __future__ import annotations
 
-import argparse
 import asyncio
 import random
 import signal
 import subprocess
-import sys
 from typing import TYPE_CHECKING, Any
 
-from tomstress.durations import parse_duration
+from tomstress.local import own_command
 
 if TYPE_CHECKING:
     from tomstress.lab.session import LabSession
 
-__all__ = ["start_delayers", "main"]
+__all__ = ["start_delayers", "serve"]
 
 QUEUE_LENGTH = 4096
 
 
-async def _serve(queue_number: int, delay_s: float, jitter_s: float, seed: int) -> None:
+async def serve(queue_number: int, delay_s: float, jitter_s: float, seed: int) -> None:
     from netfilterqueue import NetfilterQueue  # optional dependency: the lab's delay only
 
     loop = asyncio.get_running_loop()
@@ -65,7 +63,7 @@ def start_delayers(session: LabSession) -> list[subprocess.Popen[str]]:
                              (1, ["-t", "mangle", "-A", "POSTROUTING", "-o", interface])):  # fmt: skip
             queue_number = 10 + 2 * index + offset
             process = subprocess.Popen(
-                [*prefix, sys.executable, "-m", "tomstress.lab.delayer", "--queue", str(queue_number),
+                [*prefix, *own_command(), "lab", "delayer", "--queue", str(queue_number),
                  "--delay", f"{impairments.delay_s * 1000:g}ms", "--jitter", f"{impairments.jitter_s * 1000:g}ms",
                  "--seed", str(queue_number)],
                 stdout=subprocess.PIPE, text=True,
@@ -80,17 +78,3 @@ def start_delayers(session: LabSession) -> list[subprocess.Popen[str]]:
                 check=True, capture_output=True, timeout=20,
             )  # fmt: skip
     return processes
-
-
-def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--queue", type=int, required=True)
-    parser.add_argument("--delay", type=parse_duration, required=True)
-    parser.add_argument("--jitter", type=parse_duration, default=0.0)
-    parser.add_argument("--seed", type=int, default=1)
-    arguments = parser.parse_args()
-    asyncio.run(_serve(arguments.queue, arguments.delay, arguments.jitter, arguments.seed))
-
-
-if __name__ == "__main__":
-    main()

@@ -5,7 +5,6 @@ from __future__ import annotations
 import asyncio
 import json
 import signal
-import socket
 import sys
 from pathlib import Path
 
@@ -14,6 +13,7 @@ import typer
 from tomproto.errors import IdentityError
 from tomproto.identity import load_or_create_identity
 from tomproto.transport import PathChanged, TransportError, TransportSettings
+from tomproto.transport.relay_client import local_ipv4_addresses
 from tomstress.addresses import format_host_port, host_port_option
 from tomstress.cli.common import EXIT_UNREACHABLE, fail
 from tomstress.responder import Responder
@@ -24,20 +24,10 @@ DEFAULT_LISTEN = "0.0.0.0:7400"
 
 
 def _addresses(host: str, port: int) -> list[str]:
-    """What peers may dial: the bound address, or this host's addresses for a wildcard bind."""
+    """What peers may dial: the bound address, or this host's interface addresses for a wildcard."""
     if host not in ("0.0.0.0", "::"):
         return [format_host_port((host, port))]
-    found: list[str] = []
-    try:
-        infos = socket.getaddrinfo(socket.gethostname(), None, type=socket.SOCK_DGRAM)
-    except OSError:
-        infos = []
-    for family, _, _, _, sockaddr in infos:
-        if family in (socket.AF_INET, socket.AF_INET6) and (host == "::" or family == socket.AF_INET):
-            address = format_host_port((sockaddr[0], port))
-            if address not in found:
-                found.append(address)
-    return found or [format_host_port((host, port))]
+    return [format_host_port((address, port)) for address in local_ipv4_addresses()] or [format_host_port((host, port))]
 
 
 def _print_event(event: object) -> None:

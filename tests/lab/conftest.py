@@ -1,67 +1,48 @@
 """Lab fixtures: namespaces built by the tests, torn down even when a test fails.
 
-These tests need root, iproute2, iptables and conntrack (.ci/run installs them)."""
+These tests need root, iproute2, iptables, conntrack, ping and the lab extra (.ci/run installs
+them)."""
 
 from __future__ import annotations
 
-import json
-import os
-import select
-import signal
 import subprocess
-import sys
 from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import Any
 
 import pytest
 
-from tomstress.lab.netns import PORT_PRESERVING, RELAY_IP, SYMMETRIC, Topology, build_home_home, teardown
+from tomstress.lab.session import RELAYS, Impairments, LabSession, relay_stats, start, start_responder, stop
 
-PYTHON_TOM_STRESS = [sys.executable, "-m", "tomstress"]
-PYTHON_TOM_RELAY = [sys.executable, "-c", "from tomproto.relay.cli import main; main()"]
-RELAY = f"{RELAY_IP}:7478"
-READ_TIMEOUT_S = 20
-
-
-def read_json_line(process: subprocess.Popen[str], timeout_s: float = READ_TIMEOUT_S) -> dict[str, Any]:
-    assert process.stdout is not None
-    ready, _, _ = select.select([process.stdout], [], [], timeout_s)
-    if not ready:
-        raise TimeoutError("no line from the process")
-    return json.loads(process.stdout.readline())
+__all__ = ["Lab", "stop_process"]
 
 
 @dataclass
 class Lab:
-    topology: Topology
-    relay: subprocess.Popen[str]
-    processes: list[subprocess.Popen[str]]
+    session: LabSession
+
+    @property
+    def topology(self):  # type: ignore[no-untyped-def]
+        return self.session.topology
 
     def relay_stats(self) -> dict[str, Any]:
-        self.relay.send_signal(signal.SIGUSR1)
-        while True:
-            line = read_json_line(self.relay)
-            if line.get("event") == "stats":
-                return line
+        return relay_stats(self.session)
 
     def start_responder(self) -> tuple[subprocess.Popen[str], dict[str, Any]]:
-        process = subprocess.Popen(
-            [*self.topology.exec_prefix("home-b"), *PYTHON_TOM_STRESS, "responder",
-             "--listen", "0.0.0.0:7400", "--relay", RELAY, "--quiet"],
-            stdout=subprocess.PIPE, text=True,
-        )  # fmt: skip
-        self.processes.append(process)
-        return process, read_json_line(process)
+        """A fresh responder behind side b (the session's first one is stopped first)."""
+        for process in self.session.processes[self.session.relay_index + 1 :]:
+            stop_process(process)
+        process = start_responder(self.session)
+        return process, {"node_id": self.session.responder_id}
 
     def ping_command(self, node_id: str, *arguments: str, output_dir: str) -> list[str]:
-        return [
-            *self.topology.exec_prefix("home-a"), *PYTHON_TOM_STRESS, "ping", "--connect", node_id,
-            "--relay", RELAY, "--json", "--no-live", "--output-dir", output_dir, *arguments,
-        ]  # fmt: skip
+        return self.session.command(
+            ["ping", "--connect", node_id, "--relay", RELAYS[0], "--json", "--no-live", "--output-dir", output_dir,
+             *arguments]
+        )  # fmt: skip
 
 
-def stop(process: subprocess.Popen[str]) -> None:
+def stop_process(process: subprocess.Popen[str]) -> None:
     if process.poll() is None:
         process.kill()
         process.wait(timeout=10)
@@ -69,21 +50,8 @@ def stop(process: subprocess.Popen[str]) -> None:
 
 @pytest.fixture
 def lab(request: pytest.FixtureRequest) -> Iterator[Lab]:
-    nat_a = getattr(request, "param", PORT_PRESERVING)
-    topology = build_home_home(nat_a=nat_a, prefix=f"tl{os.getpid() % 100000}")
-    processes: list[subprocess.Popen[str]] = []
+    session = start(getattr(request, "param", "home-home"), Impairments())
     try:
-        relay = subprocess.Popen(
-            [*topology.exec_prefix("pub"), *PYTHON_TOM_RELAY, "--listen", RELAY, "--stats-interval", "3600"],
-            stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True,
-        )  # fmt: skip
-        processes.append(relay)
-        read_json_line(relay)
-        yield Lab(topology, relay, processes)
+        yield Lab(session)
     finally:
-        for process in processes:
-            stop(process)
-        teardown(topology)
-
-
-__all__ = ["Lab", "stop", "SYMMETRIC", "PORT_PRESERVING"]
+        stop(session)

@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.lab.conftest import SYMMETRIC, Lab, stop
+from tests.lab.conftest import Lab, stop_process
 from tomstress.archive import read_archive, validate_archive
 
 TRIES = 20
@@ -40,7 +40,7 @@ def test_port_preserving_nats_start_on_the_relay_and_go_direct_every_time(lab: L
             stdout, stderr = ping.communicate(timeout=60)
             after = pair_bytes(lab.relay_stats(), info["node_id"])
         finally:
-            stop(responder)
+            stop_process(responder)
         assert ping.returncode == 0, stderr
         summary = json.loads(stdout)
         path = summary["path"]
@@ -53,7 +53,7 @@ def test_port_preserving_nats_start_on_the_relay_and_go_direct_every_time(lab: L
         validate_archive(Path(summary["archive"]))
 
 
-@pytest.mark.parametrize("lab", [SYMMETRIC], indirect=True)
+@pytest.mark.parametrize("lab", ["symmetric"], indirect=True)
 def test_a_symmetric_nat_keeps_traffic_on_the_relay_without_losing_a_probe(lab: Lab, tmp_path: Path) -> None:
     responder, info = lab.start_responder()
     try:
@@ -63,7 +63,7 @@ def test_a_symmetric_nat_keeps_traffic_on_the_relay_without_losing_a_probe(lab: 
             capture_output=True, text=True, timeout=60,
         )  # fmt: skip
     finally:
-        stop(responder)
+        stop_process(responder)
     assert result.returncode == 0, result.stderr
     summary = json.loads(result.stdout)
     assert summary["path"]["outcome"] == "relay_only"
@@ -92,7 +92,7 @@ def test_a_black_holed_direct_path_falls_back_to_the_relay_and_returns(lab: Lab,
         unblocked_at = time.time()
         stdout, stderr = ping.communicate(timeout=90)
     finally:
-        stop(responder)
+        stop_process(responder)
     assert ping.returncode == 0, stderr
     summary = json.loads(stdout)
     assert accounted(summary["probes"]) and summary["probes"]["sent"] == 160

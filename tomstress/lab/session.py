@@ -16,7 +16,8 @@ from typing import Any
 from tomstress.lab.netns import RELAY_IP, RELAY_IP_2, LabError, Topology, build, run, teardown
 from tomstress.local import own_command
 
-__all__ = ["Impairments", "LabSession", "start", "stop", "STATE_DIR"]
+__all__ = ["Impairments", "LabSession", "start", "stop", "start_responder", "relay_stats", "schedule_outages",
+           "STATE_DIR", "RELAYS"]  # fmt: skip
 
 RELAYS = [f"{RELAY_IP}:7478", f"{RELAY_IP}:7479", f"{RELAY_IP_2}:7478"]
 STATE_DIR = Path("/run/tom-stress-lab")
@@ -43,6 +44,7 @@ class LabSession:
     impairments: Impairments
     responder_id: str = ""
     processes: list[subprocess.Popen[str]] = field(default_factory=list)
+    relay_index: int = 0
 
     def links(self) -> list[tuple[str, str]]:
         """(namespace role, interface) of each side's link to the public segment."""
@@ -94,6 +96,28 @@ def _apply(session: LabSession) -> None:
         session.processes += start_delayers(session)
 
 
+def start_responder(session: LabSession) -> subprocess.Popen[str]:
+    """A (new) responder behind side b, registered with the relay; its NodeId goes in the session."""
+    responder = subprocess.Popen(
+        [*session.topology.exec_prefix("home-b"), *own_command(), "responder", "--listen", "0.0.0.0:7400",
+         "--relay", RELAYS[0], "--quiet"],
+        stdout=subprocess.PIPE, text=True,
+    )  # fmt: skip
+    session.processes.append(responder)
+    session.responder_id = _read_json_line(responder)["node_id"]
+    return responder
+
+
+def relay_stats(session: LabSession) -> dict[str, Any]:
+    """The relay's counters (it prints them on SIGUSR1)."""
+    relay = session.processes[session.relay_index]
+    relay.send_signal(signal.SIGUSR1)
+    while True:
+        line = _read_json_line(relay)
+        if line.get("event") == "stats":
+            return line
+
+
 def start(topology_name: str, impairments: Impairments, prefix: str | None = None) -> LabSession:
     topology = build(topology_name, prefix)
     session = LabSession(topology, impairments)
@@ -104,15 +128,10 @@ def start(topology_name: str, impairments: Impairments, prefix: str | None = Non
              "--stats-interval", "3600"],
             stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True,
         )  # fmt: skip
+        session.relay_index = len(session.processes)
         session.processes.append(relay)
         _read_json_line(relay)
-        responder = subprocess.Popen(
-            [*topology.exec_prefix("home-b"), *own_command(), "responder", "--listen", "0.0.0.0:7400",
-             "--relay", RELAYS[0], "--quiet"],
-            stdout=subprocess.PIPE, text=True,
-        )  # fmt: skip
-        session.processes.append(responder)
-        session.responder_id = _read_json_line(responder)["node_id"]
+        start_responder(session)
     except BaseException:
         stop(session)
         raise

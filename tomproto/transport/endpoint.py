@@ -468,6 +468,7 @@ class Endpoint(asyncio.DatagramProtocol):
         if punch.kind == relay_wire.PUNCH:
             self.counters.punches_answered += 1
             self.send_packet(relay_wire.punch(relay_wire.PUNCH_ACK, self.identity, punch.sender, punch.nonce), address)
+            connection.direct_path.punched_by_peer(address)
         else:
             connection.direct_path.answered(punch.nonce, address)
 

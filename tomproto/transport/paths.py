@@ -2,7 +2,9 @@
 
 Rules (docs/relay-protocol.md, "Punch coordination"):
 - a connection dialled through the relay starts on the relay path at once; it punches towards
-  every candidate address of the peer (PUNCH_ROUNDS rounds, PUNCH_SPACING_S apart);
+  every candidate address of the peer (PUNCH_ROUNDS rounds, PUNCH_SPACING_S apart), and punches
+  back at once towards an address a peer's punch came from (the first punch of the side that
+  started first dies at the other NAT; the answer to the second side's opens the way back);
 - an authenticated PUNCH_ACK that answers one of our nonces validates its source address: the
   connection switches to direct, with the round trip as the path RTT;
 - while direct, a PUNCH goes to that address every KEEPALIVE_S (also the NAT keep-alive);
@@ -45,6 +47,7 @@ class DirectPath:
         self.last_call_at: float | None = None
         self.time_to_direct_s: float | None = None
         self._outstanding: OrderedDict[bytes, tuple[float, Address]] = OrderedDict()
+        self._punched_back: set[Address] = set()  # once per address and punching session
 
     @property
     def loop(self):  # type: ignore[no-untyped-def]
@@ -54,6 +57,7 @@ class DirectPath:
         """The relay introduced the peer: punch towards its candidates now."""
         self.candidates = tuple(dict.fromkeys(candidates))  # no duplicates, order kept
         self.rounds_left = PUNCH_ROUNDS
+        self._punched_back.clear()
         self._punch_round()
 
     def _punch_round(self) -> None:
@@ -75,6 +79,13 @@ class DirectPath:
         self.punches_sent += 1
         endpoint = self.connection.endpoint
         endpoint.send_packet(wire.punch(wire.PUNCH, endpoint.identity, peer, nonce), address)
+
+    def punched_by_peer(self, address: Address) -> None:
+        """The peer's punch came through from `address`: its NAT now lets us in at that address
+        too, so punch back at once instead of waiting for our next round."""
+        if not self.connection.path_is_direct and address not in self._punched_back:
+            self._punched_back.add(address)
+            self._send_punch(address)
 
     def answered(self, nonce: bytes, address: Address) -> None:
         """An authenticated PUNCH_ACK for `nonce` came from `address`."""

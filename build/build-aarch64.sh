@@ -22,7 +22,7 @@ mirror=${DEBIAN_MIRROR:-http://deb.debian.org/debian}
 freeze_timeout=${FREEZE_TIMEOUT:-2400}
 # What freeze.sh needs in the root: Debian's python3.11 with venv/pip/headers, patchelf, and what
 # pip needs to build staticx from its sdist on aarch64 (scons, musl-tools, gcc, binutils).
-packages=python3,python3-venv,python3-pip,python3-dev,gcc,libc6-dev,binutils,make,patchelf,scons,musl-tools,ca-certificates,file
+packages=python3,python3-venv,python3-pip,python3-dev,gcc,libc6-dev,binutils,make,patchelf,scons,musl-tools,ca-certificates,file,libnetfilter-queue-dev
 marker=$root/.tom-bootstrap-complete
 src=/src/tom-stress      # paths inside the root
 dst=/src/out

@@ -5,8 +5,9 @@
 #
 # PYTHON must be a distribution Python with a shared libpython (Debian's /usr/bin/python3.11):
 # staticx refuses pyenv builds. Runs on the build machine itself (x86_64) or inside an arm64
-# Debian root under qemu (build/build-aarch64.sh). Needs patchelf; on aarch64 staticx is built
-# from source (scons, musl-tools, gcc). Environment: BUILD_COMMIT, BUILD_DATE (set by the callers).
+# Debian root under qemu (build/build-aarch64.sh). Needs patchelf and libnetfilter-queue-dev (the
+# lab's delayer is bundled); on aarch64 staticx is built from source (scons, musl-tools, gcc).
+# Environment: BUILD_COMMIT, BUILD_DATE (set by the callers).
 set -euo pipefail
 python=${1:?usage: freeze.sh PYTHON OUT_DIR}
 out=${2:?usage: freeze.sh PYTHON OUT_DIR}
@@ -17,7 +18,10 @@ trap 'rm -rf "$work"' EXIT
 
 "$python" -m venv "$work/venv"
 "$work/venv/bin/python" -m pip install --quiet --upgrade pip
-"$work/venv/bin/python" -m pip install --quiet "$project" "pyinstaller>=6,<7" "staticx>=0.14,<0.15"
+# The lab extra (NetfilterQueue, the delayer) builds against libnetfilter-queue-dev, here and now:
+# a wheel cached from another Python may carry a RUNPATH, which staticx refuses.
+"$work/venv/bin/python" -m pip install --quiet --no-cache-dir --no-binary NetfilterQueue "NetfilterQueue>=1.1"
+"$work/venv/bin/python" -m pip install --quiet "$project[lab]" "pyinstaller>=6,<7" "staticx>=0.14,<0.15"
 
 arch=$("$python" -c 'import platform; print(platform.machine())')
 cat > "$work/tom_build_info.json" <<JSON
@@ -28,6 +32,7 @@ cd "$work"
 "$work/venv/bin/pyinstaller" --onefile --noconfirm --clean --log-level WARN \
     --name tom-stress \
     --collect-data tomstress.schemas \
+    --hidden-import netfilterqueue \
     --add-data "$work/tom_build_info.json:." \
     --distpath "$work/dist" --workpath "$work/pyinstaller" --specpath "$work" \
     "$here/entry.py"

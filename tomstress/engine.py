@@ -71,9 +71,6 @@ class ProbeCounts:
     unknown: int = 0
     pending: int = 0
 
-    def as_dict(self) -> dict[str, int]:
-        return {name: getattr(self, name) for name in self.__slots__}  # type: ignore[attr-defined]
-
 
 @dataclass(slots=True)
 class ProbeTracker:

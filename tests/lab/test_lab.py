@@ -7,9 +7,11 @@ import json
 import statistics
 import subprocess
 import sys
+from pathlib import Path
 
 import pytest
 
+from tomstress.archive import read_archive
 from tomstress.lab.session import Impairments, start, stop
 from tomstress.lab.truth import icmp_rtts_ms, loss_truth, outage_truth, ping_in_lab
 from tomstress.natreport import ADDRESS_AND_PORT_DEPENDENT, ENDPOINT_INDEPENDENT, NO_NAT
@@ -43,7 +45,7 @@ def test_each_topology_pings_through_the_lab_and_nat_report_names_its_nat(
     summary = json.loads(ping.stdout)
     assert summary["probes"]["ok"] == 10
     assert summary["path"]["outcome"] == outcome
-    first_event = json.loads(open(summary["archive"]).readline())
+    first_event = read_archive(Path(summary["archive"]))[0]
     assert first_event["config"]["lab"]["topology"] == topology  # the lab is in the archive
 
 

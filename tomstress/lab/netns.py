@@ -77,9 +77,6 @@ class Topology:
             return None
         return f"cgn-{side}" if len(layers) == 2 else f"nat-{side}"
 
-    def wan_ip(self, side: str) -> str:
-        return WAN_IPS[side]
-
     def iptables(self, role: str, *rule: str) -> None:
         run(*self.exec_prefix(role), "iptables", *rule)
 
@@ -101,9 +98,6 @@ class Topology:
     def flush_conntrack(self) -> None:
         for name in self.namespaces:
             subprocess.run(["ip", "netns", "exec", name, "conntrack", "-F"], capture_output=True, timeout=COMMAND_TIMEOUT_S)
-
-    def nat_roles(self) -> list[str]:
-        return [name.removeprefix(f"{self.prefix}-") for name in self.namespaces if "-nat-" in name or "-cgn-" in name]
 
 
 def _namespace(topology: Topology, role: str) -> str:

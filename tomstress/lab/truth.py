@@ -20,6 +20,7 @@ from pathlib import Path
 from typing import Any
 
 from tomstress.lab.netns import RELAY_IP
+from tomstress.archive import read_archive
 from tomstress.lab.session import Impairments, LabSession, schedule_outages, start, stop
 from tomstress.stats import wilson_interval
 
@@ -45,7 +46,7 @@ def ping_in_lab(session: LabSession, *arguments: str, timeout_s: float = 300) ->
         if not result.stdout.strip():
             raise RuntimeError(f"ping in the lab printed no summary: {result.stderr[-500:]}")
         summary = json.loads(result.stdout)
-        events = [json.loads(line) for line in Path(summary["archive"]).read_text().splitlines() if line.strip()]
+        events = read_archive(Path(summary["archive"]))
     summary["events"] = events
     return summary
 

@@ -17,16 +17,25 @@ from dataclasses import dataclass
 
 from tomproto.identity import Identity, NodeId
 from tomproto.sealing import EnvelopeRejected, OpenedEnvelope, SealedEnvelope, open_envelope, seal_envelope
-from tomproto.transport import ConnectionBusy, Endpoint, PeerConnection, TransportSettings
+from tomproto.transport import (
+    MAX_DATAGRAM_BYTES,
+    ConnectionBusy,
+    DatagramTooLarge,
+    Endpoint,
+    PeerConnection,
+    TransportSettings,
+)
 from tomproto.wire.envelope import MessageType
 
-__all__ = ["Node", "ReceivedMessage", "TRANSPORT_STREAM", "TRANSPORT_DATAGRAM", "MAX_DATAGRAM_ENVELOPE_BYTES"]
+__all__ = ["Node", "ReceivedMessage", "TRANSPORT_STREAM", "TRANSPORT_DATAGRAM", "MAX_DATAGRAM_ENVELOPE_BYTES",
+           "DATAGRAM_SEAL_ATTEMPTS"]  # fmt: skip
 
 TRANSPORT_STREAM = "stream"
 TRANSPORT_DATAGRAM = "datagram"
-# A DATAGRAM frame must fit one QUIC packet of 1200 bytes: minus the short header (1 + 8-byte
-# connection id + up to 4-byte packet number), the AEAD tag (16) and the frame header (1 + 2).
-MAX_DATAGRAM_ENVELOPE_BYTES = 1200 - 13 - 16 - 3
+MAX_DATAGRAM_ENVELOPE_BYTES = MAX_DATAGRAM_BYTES  # a datagram carries one envelope
+# The wire size of a sealed envelope varies from seal to seal (bytes travel as integer arrays, in
+# which values of 128 or more take two bytes), and each seal draws a new ephemeral key and nonce.
+DATAGRAM_SEAL_ATTEMPTS = 16
 
 
 @dataclass(frozen=True, slots=True)
@@ -81,6 +90,18 @@ class Node:
 
     def seal(self, peer: NodeId, msg_type: MessageType, payload: bytes) -> SealedEnvelope:
         return seal_envelope(self.identity, peer, msg_type, payload, now_ms=time.time_ns() // 1_000_000)
+
+    def seal_datagram(self, peer: NodeId, msg_type: MessageType, payload: bytes) -> SealedEnvelope:
+        """A sealed envelope that fits one datagram: sealed again (a new draw of its size) while
+        it does not, up to DATAGRAM_SEAL_ATTEMPTS times; then DatagramTooLarge."""
+        for _ in range(DATAGRAM_SEAL_ATTEMPTS):
+            sealed = self.seal(peer, msg_type, payload)
+            if len(sealed.wire) <= MAX_DATAGRAM_ENVELOPE_BYTES:
+                return sealed
+        raise DatagramTooLarge(
+            f"a {len(payload)}-byte payload sealed to {len(sealed.wire)} bytes, more than a datagram carries "
+            f"({MAX_DATAGRAM_ENVELOPE_BYTES}), {DATAGRAM_SEAL_ATTEMPTS} times"
+        )
 
     async def send(
         self,

@@ -12,7 +12,9 @@ Every refusal is an `EnvelopeRejected` carrying a `RejectReason`, for counting a
 
 from __future__ import annotations
 
+import dataclasses
 import enum
+import math
 import os
 import uuid
 from collections.abc import Callable
@@ -31,6 +33,7 @@ from tomproto.wire.envelope import (
     Envelope,
     MessageType,
     decode_envelope_and_signing_bytes,
+    encode_envelope,
     pack_signed,
 )
 from tomproto.wire.payloads import EncryptedPayload
@@ -44,6 +47,8 @@ __all__ = [
     "seal_envelope",
     "verify_envelope",
     "open_envelope",
+    "WireSizeSpread",
+    "wire_size_spread",
 ]
 
 
@@ -125,6 +130,44 @@ def seal_envelope(
     )
     signed, wire = pack_signed(envelope, identity.sign)
     return SealedEnvelope(signed, wire)
+
+
+@dataclass(frozen=True, slots=True)
+class WireSizeSpread:
+    """How the wire size of an envelope varies between seals of the same content.
+
+    Bytes travel as integer arrays, in which a value under 128 takes one byte and any other more;
+    the ciphertext, nonce, ephemeral key and signature are uniformly random, so every seal draws a
+    new size between `low` (every random byte under 128) and `high` (none)."""
+
+    low: int
+    high: int
+    random_bytes: int
+
+    def likely_at_most(self, z: float) -> float:
+        """The mean plus `z` standard deviations: each random byte is high with probability 1/2
+        (its share of high - low taken as the average share)."""
+        mean = (self.low + self.high) / 2
+        return mean + z * (self.high - self.low) / (2 * math.sqrt(self.random_bytes))
+
+
+def wire_size_spread(sealed: SealedEnvelope) -> WireSizeSpread:
+    """The spread of `sealed`'s wire size, from its own shape (lengths, not values)."""
+    envelope = sealed.envelope
+    random_bytes = len(envelope.signature)
+    encrypted = decode(envelope.payload, EncryptedPayload) if envelope.encrypted else None
+    if encrypted is not None:
+        random_bytes += len(encrypted.ciphertext) + len(encrypted.nonce) + len(encrypted.ephemeral_pk)
+
+    def size_with_every_random_byte(value: int) -> int:
+        payload = envelope.payload
+        if encrypted is not None:
+            payload = encode(EncryptedPayload(*(bytes([value]) * len(field) for field in
+                                                (encrypted.ciphertext, encrypted.nonce, encrypted.ephemeral_pk))))  # fmt: skip
+        filled = dataclasses.replace(envelope, payload=payload, signature=bytes([value]) * len(envelope.signature))
+        return len(encode_envelope(filled))
+
+    return WireSizeSpread(size_with_every_random_byte(0), size_with_every_random_byte(255), random_bytes)
 
 
 def _decode(data: bytes) -> tuple[Envelope, bytes]:

@@ -12,8 +12,8 @@ import time
 from collections import Counter
 
 from tomproto.identity import Identity
-from tomproto.node import Node, ReceivedMessage
-from tomproto.transport import ConnectionBusy, ConnectionLost, TransportSettings
+from tomproto.node import TRANSPORT_DATAGRAM, Node, ReceivedMessage
+from tomproto.transport import ConnectionBusy, ConnectionLost, DatagramTooLarge, TransportSettings
 from tomproto.wire.envelope import MessageType
 from tomstress.probe import encode_reply, parse_probe
 
@@ -49,9 +49,17 @@ class Responder:
         node = self.node
         assert node is not None  # noqa: S101 - set before any message can arrive
         plaintext = encode_reply(probe, received_wall_ns, time.time_ns(), len(message.opened.plaintext))
-        sealed = node.seal(message.connection.peer, MessageType.Chat, plaintext)  # type: ignore[arg-type]
+        peer = message.connection.peer
+        assert peer is not None  # noqa: S101 - messages come only from authenticated peers
         try:
+            if message.transport == TRANSPORT_DATAGRAM:
+                sealed = node.seal_datagram(peer, MessageType.Chat, plaintext)
+            else:
+                sealed = node.seal(peer, MessageType.Chat, plaintext)
             node.reply(message, sealed)
+        except DatagramTooLarge:
+            self.counts["reply_too_large"] += 1
+            return
         except ConnectionBusy:
             self.counts["reply_dropped_busy"] += 1
             return

@@ -14,7 +14,16 @@ from aioquic.quic import events
 from aioquic.quic.configuration import QuicConfiguration
 
 from tomproto.identity import Identity, NodeId
-from tomproto.transport import ALPN, DialTimeout, Endpoint, PeerAuthenticationError, PeerConnection, TransportSettings
+from tomproto.transport import (
+    ALPN,
+    MAX_DATAGRAM_BYTES,
+    DatagramTooLarge,
+    DialTimeout,
+    Endpoint,
+    PeerAuthenticationError,
+    PeerConnection,
+    TransportSettings,
+)
 from tomproto.transport.certificates import node_certificate
 from tomproto.transport.framing import FRAME_CAP_BYTES, frame
 
@@ -172,6 +181,23 @@ def test_simultaneous_dials_converge_on_one_connection_dialled_by_the_lower_node
             await b.send_frame(first.node_id, b"b->a")
             assert await inbox_second.next() == (first.node_id, b"a->b")
             assert await inbox_first.next() == (second.node_id, b"b->a")
+
+    run(scenario())
+
+
+def test_a_datagram_too_large_for_one_packet_is_refused_and_the_next_ones_still_go() -> None:
+    # aioquic keeps a DATAGRAM frame that fits no packet at the head of its queue for ever, and
+    # every datagram after it waits behind it: it must never get there.
+    async def scenario() -> None:
+        listener = Identity.generate()
+        inbox = Inbox()
+        async with endpoint(listener, on_datagram=inbox) as server, endpoint(Identity.generate()) as client:
+            await client.send_datagram(listener.node_id, b"x" * MAX_DATAGRAM_BYTES, server.local_address)
+            assert (await inbox.next())[1] == b"x" * MAX_DATAGRAM_BYTES  # the largest that fits
+            with pytest.raises(DatagramTooLarge, match="does not fit one QUIC packet"):
+                await client.send_datagram(listener.node_id, b"y" * (MAX_DATAGRAM_BYTES + 1))
+            await client.send_datagram(listener.node_id, b"after")
+            assert (await inbox.next())[1] == b"after"
 
     run(scenario())
 

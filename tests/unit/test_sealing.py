@@ -18,6 +18,7 @@ from tomproto.sealing import (
     open_envelope,
     seal_envelope,
     verify_envelope,
+    wire_size_spread,
 )
 from tomproto.wire.codec import decode, encode
 from tomproto.wire.envelope import MAX_ENVELOPE_BYTES, Envelope, MessageType, encode_envelope, pack_signed
@@ -49,6 +50,20 @@ def test_each_seal_uses_fresh_randomness() -> None:
     first, second = (open_envelope(BOB, chat(b"same")).envelope for _ in range(2))
     assert first.id != second.id
     assert decode(first.payload, EncryptedPayload).ephemeral_pk != decode(second.payload, EncryptedPayload).ephemeral_pk
+
+
+@pytest.mark.parametrize("plaintext_bytes", [64, 250])
+def test_the_wire_size_spread_predicts_the_sizes_seals_draw(plaintext_bytes: int) -> None:
+    # What datagram probes rely on: a size that 9 seals in 10 fit (the fit is re-drawn otherwise).
+    def sealed():
+        return seal_envelope(ALICE, BOB.node_id, MessageType.Chat, b"p" * plaintext_bytes, now_ms=NOW_MS)
+
+    spread = wire_size_spread(sealed())
+    sizes = [len(sealed().wire) for _ in range(1000)]
+    assert spread.low <= min(sizes) and max(sizes) <= spread.high
+    bound = spread.likely_at_most(z=1.3)
+    share_within = sum(size <= bound for size in sizes) / len(sizes)
+    assert 0.8 <= share_within <= 0.97  # 0.90 expected; 0.8 is ten standard errors away
 
 
 def test_a_ciphertext_for_another_recipient_is_refused() -> None:

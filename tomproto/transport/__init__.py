@@ -2,8 +2,15 @@
 
 from tomproto.transport.connection import PATH_DIRECT, PATH_RELAY, PeerConnection
 from tomproto.transport.endpoint import Endpoint, PathChanged, PeerConnected, PeerDisconnected, TransportCounters
-from tomproto.transport.errors import ConnectionBusy, ConnectionLost, DialTimeout, PeerAuthenticationError, TransportError
-from tomproto.transport.quic import ALPN, TransportSettings
+from tomproto.transport.errors import (
+    ConnectionBusy,
+    ConnectionLost,
+    DatagramTooLarge,
+    DialTimeout,
+    PeerAuthenticationError,
+    TransportError,
+)
+from tomproto.transport.quic import ALPN, MAX_DATAGRAM_BYTES, TransportSettings
 
 __all__ = [
     "ALPN",
@@ -21,4 +28,6 @@ __all__ = [
     "DialTimeout",
     "ConnectionLost",
     "ConnectionBusy",
+    "DatagramTooLarge",
+    "MAX_DATAGRAM_BYTES",
 ]

@@ -21,10 +21,10 @@ from aioquic.quic import events
 from tomproto.errors import IdentityError
 from tomproto.identity import NodeId
 from tomproto.transport.certificates import node_id_of_certificate
-from tomproto.transport.errors import ConnectionLost, PeerAuthenticationError, TransportError
+from tomproto.transport.errors import ConnectionLost, DatagramTooLarge, PeerAuthenticationError, TransportError
 from tomproto.transport.framing import FrameError, FrameReader, frame
 from tomproto.transport.paths import DirectPath
-from tomproto.transport.quic import TomQuicConnection
+from tomproto.transport.quic import MAX_DATAGRAM_BYTES, TomQuicConnection
 
 if TYPE_CHECKING:
     from tomproto.transport.endpoint import Endpoint
@@ -225,6 +225,8 @@ class PeerConnection:
     def send_datagram(self, data: bytes) -> None:
         if not self.usable:
             raise ConnectionLost(f"connection to {self._where()} is {self.close_reason or 'not ready'}")
+        if len(data) > MAX_DATAGRAM_BYTES:  # aioquic would keep it queued forever, and all behind it
+            raise DatagramTooLarge(f"a datagram of {len(data)} bytes does not fit one QUIC packet ({MAX_DATAGRAM_BYTES})")
         self.quic.send_datagram_frame(data)
         self.transmit()
 

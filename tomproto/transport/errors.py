@@ -4,7 +4,8 @@ from __future__ import annotations
 
 from tomproto.errors import TomError
 
-__all__ = ["TransportError", "PeerAuthenticationError", "DialTimeout", "ConnectionLost", "ConnectionBusy"]
+__all__ = ["TransportError", "PeerAuthenticationError", "DialTimeout", "ConnectionLost", "ConnectionBusy",
+           "DatagramTooLarge"]
 
 
 class TransportError(TomError):
@@ -25,3 +26,8 @@ class ConnectionLost(TransportError):
 
 class ConnectionBusy(TransportError):
     """Too much is already queued towards that peer; the send was refused, not queued."""
+
+
+class DatagramTooLarge(TransportError):
+    """A datagram that cannot fit one QUIC packet; refused, never queued (a queued one would
+    block every datagram after it)."""

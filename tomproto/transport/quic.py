@@ -18,9 +18,12 @@ from aioquic.quic.connection import QuicConnection
 from tomproto.identity import Identity
 from tomproto.transport.certificates import node_certificate
 
-__all__ = ["ALPN", "TransportSettings", "PacketCounters", "TomQuicConnection", "quic_configuration"]
+__all__ = ["ALPN", "MAX_DATAGRAM_BYTES", "TransportSettings", "PacketCounters", "TomQuicConnection", "quic_configuration"]
 
 ALPN = "tom-protocol/transport/0"
+# A DATAGRAM frame must fit one QUIC packet of 1200 bytes: minus the short header (1 + 8-byte
+# connection id + up to 4-byte packet number), the AEAD tag (16) and the frame header (1 + 2).
+MAX_DATAGRAM_BYTES = 1200 - 13 - 16 - 3
 
 
 @dataclass(frozen=True, slots=True)

@@ -62,8 +62,15 @@ def test_the_delayer_adds_exactly_the_asked_delay() -> None:
 def test_two_percent_loss_per_link_direction_is_found_by_datagram_probes() -> None:
     result = loss_truth(loss=0.02, count=2500)
     assert result["sent"] == 2500
-    assert result["contains_expected"], result  # 1 - 0.98^4 = 7.76 % inside the 99 % interval
+    # The exact check: every probe packet the lab dropped is an unanswered probe, and nothing
+    # else is (bar the few probes sent through the relay before the path went direct).
+    assert 0 <= result["not_answered"] - result["probe_packets_dropped_on_direct_path"] <= 2, result
     assert result["interval_width_pp"] < 3.0
+    # The expected 1 - 0.98^4 = 7.76 %: inside the 99 % interval in 99 runs of 100 (the closing
+    # figures, `python -m tomstress.benchmarks.labtruth`); the test asks the 99.9 % one, so that
+    # chance alone fails it once in a thousand runs, not once in a hundred.
+    low, high = result["interval_99_9"]
+    assert low <= result["expected_round_trip_loss"] <= high, result
 
 
 def test_a_five_second_outage_is_one_outage_of_five_seconds_and_the_path_recovers() -> None:

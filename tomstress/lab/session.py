@@ -17,11 +17,17 @@ from tomstress.lab.netns import RELAY_IP, RELAY_IP_2, LabError, Topology, build,
 from tomstress.local import own_command
 
 __all__ = ["Impairments", "LabSession", "start", "stop", "start_responder", "relay_stats", "schedule_outages",
-           "STATE_DIR", "RELAYS"]  # fmt: skip
+           "dropped_packets", "STATE_DIR", "RELAYS"]  # fmt: skip
 
 RELAYS = [f"{RELAY_IP}:7478", f"{RELAY_IP}:7479", f"{RELAY_IP_2}:7478"]
 STATE_DIR = Path("/run/tom-stress-lab")
 READY_TIMEOUT_S = 30
+# Random loss jumps to LOSS_CHAIN, whose first rule counts the large packets of the direct path
+# (see dropped_packets) before both rules drop.
+LOSS_CHAIN = "TOM_LOSS"
+LARGE_PACKET_BYTES = 400
+RELAY_NET = "203.0.113.0/30"  # RELAY_IP and RELAY_IP_2
+_LOSS_HOOKS = (("raw", "PREROUTING", "-i", "-s"), ("mangle", "POSTROUTING", "-o", "-d"))  # arriving, leaving
 
 
 @dataclass(frozen=True)
@@ -68,6 +74,23 @@ class LabSession:
         return {**os.environ, "TOM_LAB": json.dumps(self.describe())}
 
 
+def dropped_packets(session: LabSession) -> dict[str, int]:
+    """What the loss rules have dropped so far, in all and `direct_large`: packets of at least
+    LARGE_PACKET_BYTES that did not come from or go to a relay. On the direct path only probes
+    and their replies are that long (acks, keep-alives and punches stay under 200 bytes, and
+    handshakes go through the relay), so this counts the probe packets the lab dropped there."""
+    dropped = {"all": 0, "direct_large": 0}
+    if session.impairments.loss <= 0:
+        return dropped
+    for role, _ in session.links():
+        for table, *_ in _LOSS_HOOKS:
+            listing = run(*session.topology.exec_prefix(role), "iptables", "-t", table, "-L", LOSS_CHAIN, "-v", "-x", "-n")
+            packets = [int(line.split()[0]) for line in listing.splitlines()[2:] if line.strip()]
+            dropped["direct_large"] += packets[0]
+            dropped["all"] += sum(packets)
+    return dropped
+
+
 def _read_json_line(process: subprocess.Popen[str]) -> dict[str, Any]:
     assert process.stdout is not None  # noqa: S101
     ready, _, _ = select.select([process.stdout], [], [], READY_TIMEOUT_S)
@@ -81,10 +104,14 @@ def _apply(session: LabSession) -> None:
     for role, interface in session.links():
         prefix = session.topology.exec_prefix(role)
         if impairments.loss > 0:
-            probability = f"{impairments.loss:.6f}"
-            statistic = ["-m", "statistic", "--mode", "random", "--probability", probability, "-j", "DROP"]
-            run(*prefix, "iptables", "-t", "raw", "-A", "PREROUTING", "-i", interface, *statistic)
-            run(*prefix, "iptables", "-t", "mangle", "-A", "POSTROUTING", "-o", interface, *statistic)
+            statistic = ["-m", "statistic", "--mode", "random", "--probability", f"{impairments.loss:.6f}"]
+            for table, hook, direction, far_end in _LOSS_HOOKS:
+                iptables = [*prefix, "iptables", "-t", table]
+                run(*iptables, "-N", LOSS_CHAIN)
+                run(*iptables, "-A", LOSS_CHAIN, "-m", "length", "--length", f"{LARGE_PACKET_BYTES}:65535",
+                    "!", far_end, RELAY_NET, "-j", "DROP")  # fmt: skip
+                run(*iptables, "-A", LOSS_CHAIN, "-j", "DROP")
+                run(*iptables, "-A", hook, direction, interface, *statistic, "-j", LOSS_CHAIN)
         if impairments.rate:  # egress on both ends of the link: both directions are limited
             side = "a" if role.endswith("-a") else "b"
             for where, device in ((prefix, interface), (session.topology.exec_prefix("pub"), f"to-{side}")):

@@ -21,7 +21,7 @@ from typing import Any
 
 from tomstress.lab.netns import RELAY_IP
 from tomstress.archive import read_archive
-from tomstress.lab.session import Impairments, LabSession, schedule_outages, start, stop
+from tomstress.lab.session import Impairments, LabSession, dropped_packets, schedule_outages, start, stop
 from tomstress.stats import wilson_interval
 
 __all__ = ["icmp_rtts_ms", "ping_in_lab", "delay_truth", "loss_truth", "outage_truth"]
@@ -81,6 +81,7 @@ def loss_truth(loss: float = 0.02, count: int = 3000, interval: str = "10ms") ->
     session = start("home-home", Impairments(loss=loss))
     try:
         summary = ping_in_lab(session, "--datagram", "--count", str(count), "--interval", interval, "--timeout", "1s")
+        dropped = dropped_packets(session)
     finally:
         stop(session)
     probes = summary["probes"]
@@ -92,10 +93,15 @@ def loss_truth(loss: float = 0.02, count: int = 3000, interval: str = "10ms") ->
         "expected_round_trip_loss": round(expected, 5),
         "sent": probes["sent"],
         "not_answered": failed,
+        # Each unanswered probe lost exactly one packet (a lost request has no reply); probes
+        # still sent through the relay at the start are not in this count.
+        "probe_packets_dropped_on_direct_path": dropped["direct_large"],
+        "packets_dropped": dropped["all"],
         "measured_loss": round(failed / probes["sent"], 5),
         "interval_99": [round(low, 5), round(high, 5)],
         "interval_width_pp": round((high - low) * 100, 3),
         "contains_expected": low <= expected <= high,
+        "interval_99_9": [round(bound, 5) for bound in wilson_interval(failed, probes["sent"], 0.999)],
         "stayed_direct": summary["path"]["path_changes"] == 1 and summary["path"]["outcome"] == "direct",
         "path": summary["path"],
         "quic_packets": summary["quic"],

@@ -47,6 +47,7 @@ class ReceivedMessage:
     transport: str
     path: str  # the path the message's last packet came by ("direct" or "relay")
     received_ns: int  # time.monotonic_ns() right after opening
+    arrived_ns: int  # time.monotonic_ns() when its last packet reached our socket
 
 
 MessageHandler = Callable[[ReceivedMessage], None]
@@ -143,7 +144,9 @@ class Node:
         received_ns = time.monotonic_ns()
         self.envelopes["in", opened.envelope.msg_type.value] += 1
         if self.on_message is not None:
-            self.on_message(ReceivedMessage(opened, connection, transport, connection.received_path, received_ns))
+            self.on_message(ReceivedMessage(
+                opened, connection, transport, connection.received_path, received_ns, self.endpoint.arrival_ns
+            ))  # fmt: skip
 
     async def close(self) -> None:
         await self.endpoint.close()

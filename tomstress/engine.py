@@ -46,6 +46,19 @@ class ProbeRecord:
     path_received: str | None = None
     outcome: Outcome | None = None
     error: str | None = None
+    # Where the RTT went on our side: clock start to packet handed to the socket (build, seal,
+    # QUIC), and reply packet at the socket to reply opened.
+    send_stack_s: float | None = None
+    receive_stack_s: float | None = None
+    responder_hold_s: float | None = None  # its packet in to its reply out, told by the next reply
+
+    @property
+    def network_rtt_s(self) -> float | None:
+        """The RTT less the time both stacks held the probe: what the network took."""
+        parts = (self.rtt_s, self.send_stack_s, self.receive_stack_s, self.responder_hold_s)
+        if any(part is None for part in parts):
+            return None
+        return self.rtt_s - self.send_stack_s - self.receive_stack_s - self.responder_hold_s  # type: ignore[operator]
 
     @property
     def rtt_s(self) -> float | None:

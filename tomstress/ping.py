@@ -23,7 +23,7 @@ from tomproto.transport import PathChanged, PeerConnected, PeerDisconnected, Tra
 from tomproto.wire.envelope import MessageType
 from tomstress.archive import Archive
 from tomstress.engine import Outcome, ProbeRecord, ProbeTracker, ReplyVerdict
-from tomstress.probe import Probe, encode_probe, minimum_probe_size, parse_reply
+from tomstress.probe import FollowUp, Probe, encode_probe, minimum_probe_size, parse_reply
 from tomstress.selfcheck import LoopLagSampler
 from tomstress.summary import PingObservations, build_summary
 
@@ -198,6 +198,8 @@ class PingRun:
             self._archive_probe(self.tracker.send_failed(seq, sent_s, message))
             return
         record.path_sent = connection.path
+        if connection.transmitted_ns >= sent_ns:  # else it waits for flow control: no figure
+            record.send_stack_s = (connection.transmitted_ns - sent_ns) / 1e9
 
     def _on_message(self, message: ReceivedMessage) -> None:
         reply = parse_reply(message.opened.plaintext)
@@ -206,6 +208,7 @@ class PingRun:
             return
         verdict, record = self.tracker.reply(reply.run_id, reply.seq, message.received_ns / 1e9, message.path)
         if verdict in (ReplyVerdict.ok, ReplyVerdict.late) and record is not None:
+            record.receive_stack_s = (message.received_ns - message.arrived_ns) / 1e9
             self.observations.timestamps[reply.seq] = (
                 reply.sent_wall_ns,
                 reply.responder_received_wall_ns,
@@ -214,6 +217,16 @@ class PingRun:
             self._archive_probe(record)
         elif verdict is ReplyVerdict.duplicate:
             self.archive.write("duplicate", seq=reply.seq)
+        if reply.run_id == self.run_id and reply.follow_up is not None:
+            self._follow_up(reply.follow_up)
+
+    def _follow_up(self, follow_up: FollowUp) -> None:
+        """The responder's whole hold of an earlier probe: the far end's share of its RTT."""
+        record = self.tracker.records.get(follow_up.seq)
+        if record is None or record.outcome not in (Outcome.ok, Outcome.late) or record.responder_hold_s is not None:
+            return
+        record.responder_hold_s = follow_up.hold_ns / 1e9
+        self.archive.write("responder_hold", seq=follow_up.seq, hold_ms=_ms(record.responder_hold_s))
 
     def _on_transport_event(self, event: object) -> None:
         now = time.monotonic()
@@ -256,5 +269,11 @@ class PingRun:
             size=self.config.size,
             wire_size=record.wire_size,
             transport=self.config.transport,
+            send_ms=_ms(record.send_stack_s),
+            receive_ms=_ms(record.receive_stack_s),
             **({"error": record.error} if record.error else {}),
         )
+
+
+def _ms(seconds: float | None) -> float | None:
+    return None if seconds is None else round(seconds * 1000, 6)

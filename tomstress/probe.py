@@ -5,6 +5,11 @@ times (ns) and padding to the requested plaintext size. The reply echoes run id,
 both send times, adds the responder's wall-clock receive and send times, and pads to the same
 size so that both directions carry the same bytes. Both are msgpack arrays behind a 4-byte tag;
 anything that does not parse is not a probe (never an exception).
+
+The reply's send time is taken before the reply is sealed, so it cannot cover the sealing and the
+sending. As in PTP's two-step clocks, the next reply to the same run follows it up: it carries
+the previous reply's seq and how long the responder held that probe in all (packet in to reply
+handed to the socket). Parsers accept extra trailing fields, so that later versions can add some.
 """
 
 from __future__ import annotations
@@ -18,6 +23,7 @@ __all__ = [
     "REPLY_TAG",
     "Probe",
     "ProbeReply",
+    "FollowUp",
     "encode_probe",
     "encode_reply",
     "parse_probe",
@@ -41,6 +47,14 @@ class Probe:
 
 
 @dataclass(frozen=True, slots=True)
+class FollowUp:
+    """How long the responder held an earlier probe of the run, reply sealing and sending included."""
+
+    seq: int
+    hold_ns: int
+
+
+@dataclass(frozen=True, slots=True)
 class ProbeReply:
     run_id: str
     phase: str
@@ -49,6 +63,7 @@ class ProbeReply:
     sent_wall_ns: int
     responder_received_wall_ns: int
     responder_sent_wall_ns: int
+    follow_up: FollowUp | None = None
 
 
 def _padded(tag: bytes, fields: list[object], size: int) -> bytes:
@@ -72,8 +87,10 @@ def encode_probe(probe: Probe) -> bytes:
     return _padded(PROBE_TAG, fields, probe.size)
 
 
-def encode_reply(probe: Probe, received_wall_ns: int, sent_wall_ns: int, size: int) -> bytes:
-    fields = [
+def encode_reply(
+    probe: Probe, received_wall_ns: int, sent_wall_ns: int, size: int, follow_up: FollowUp | None = None
+) -> bytes:
+    fields: list[object] = [
         probe.run_id,
         probe.phase,
         probe.seq,
@@ -82,19 +99,22 @@ def encode_reply(probe: Probe, received_wall_ns: int, sent_wall_ns: int, size: i
         received_wall_ns,
         sent_wall_ns,
     ]
+    if follow_up is not None:
+        fields += [follow_up.seq, follow_up.hold_ns]
     return _padded(REPLY_TAG, fields, size)
 
 
 def _unpack(data: bytes, tag: bytes, count: int) -> list[object] | None:
+    """The fields (at least `count`, then padding), or None; two strings, then integers >= 0."""
     if not data.startswith(tag):
         return None
     try:
         fields = msgpack.unpackb(data[4:], raw=False, use_list=True)
     except Exception:  # not ours: any parse failure means "not a probe"
         return None
-    if type(fields) is not list or len(fields) != count + 1 or not isinstance(fields[-1], bytes):
+    if type(fields) is not list or len(fields) < count + 1 or not isinstance(fields[-1], bytes):
         return None
-    strings, numbers = fields[:2], fields[2:count]
+    strings, numbers = fields[:2], fields[2:-1]
     if not all(type(s) is str and len(s) <= _MAX_TEXT for s in strings):
         return None
     if not all(type(n) is int and n >= 0 for n in numbers):
@@ -106,7 +126,7 @@ def parse_probe(data: bytes) -> Probe | None:
     fields = _unpack(data, PROBE_TAG, 5)
     if fields is None:
         return None
-    run_id, phase, seq, monotonic_ns, wall_ns, _ = fields
+    run_id, phase, seq, monotonic_ns, wall_ns = fields[:5]
     return Probe(run_id, phase, seq, monotonic_ns, wall_ns, len(data))  # type: ignore[arg-type]
 
 
@@ -114,4 +134,5 @@ def parse_reply(data: bytes) -> ProbeReply | None:
     fields = _unpack(data, REPLY_TAG, 7)
     if fields is None:
         return None
-    return ProbeReply(*fields[:7])  # type: ignore[arg-type]
+    follow_up = FollowUp(*fields[7:9]) if len(fields) >= 10 else None  # type: ignore[arg-type]
+    return ProbeReply(*fields[:7], follow_up=follow_up)  # type: ignore[arg-type]

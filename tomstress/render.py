@@ -108,6 +108,13 @@ def print_summary(summary: dict[str, Any], console: Console) -> None:
             f"  availability: {availability['availability_percent']:.2f} %, {availability['outage_count']} outage(s), "
             f"longest {availability['longest_outage_s']:.1f} s"
         )
+    stack = summary.get("stack") or {}
+    network = stack.get("network_rtt_ms", {})
+    if network.get("n"):
+        console.print(
+            f"  stack p50: send {_ms(stack['send_p50_ms'])}, receive {_ms(stack['receive_p50_ms'])}, responder "
+            f"{_ms(stack['responder_p50_ms'])} ms; network's part of the RTT: p50 {_ms(network['p50'])} ms"
+        )
     quic = summary["quic"]
     console.print(f"  QUIC packets: sent {quic['packets_sent']}, declared lost {quic['packets_lost']}")
     if summary.get("handshake_ms") is not None:

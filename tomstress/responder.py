@@ -2,28 +2,34 @@
 
 Each probe is an encrypted, signed Chat; the reply is an encrypted, signed Chat back to the
 sender, on the same connection and the same transport (stream or datagram), carrying the
-responder's wall-clock receive and send times. Anything that is not a probe is counted and
-ignored.
+responder's wall-clock receive time (when the probe's packet reached the socket) and send time
+(just before the reply is sealed), and the follow-up of the run's previous reply (how long that
+probe was held in all). Anything that is not a probe is counted and ignored.
 """
 
 from __future__ import annotations
 
 import time
-from collections import Counter
+from collections import Counter, OrderedDict
 
-from tomproto.identity import Identity
+from tomproto.identity import Identity, NodeId
 from tomproto.node import TRANSPORT_DATAGRAM, Node, ReceivedMessage
 from tomproto.transport import ConnectionBusy, ConnectionLost, DatagramTooLarge, TransportSettings
 from tomproto.wire.envelope import MessageType
-from tomstress.probe import encode_reply, parse_probe
+from tomstress.probe import FollowUp, encode_reply, parse_probe
 
 __all__ = ["Responder"]
+
+
+# Follow-ups wait for the next probe of their run; beyond this many runs the oldest is forgotten.
+MAX_FOLLOW_UPS = 1024
 
 
 class Responder:
     def __init__(self) -> None:
         self.node: Node | None = None
         self.counts: Counter[str] = Counter()
+        self._follow_ups: OrderedDict[tuple[NodeId, str], FollowUp] = OrderedDict()
 
     @classmethod
     async def start(
@@ -41,16 +47,20 @@ class Responder:
         return responder
 
     def _answer(self, message: ReceivedMessage) -> None:
-        received_wall_ns = time.time_ns()
+        # The receive time is the packet's arrival, so that the hold time the pinger sees covers
+        # our whole stack (QUIC, decrypt, verify), not just this function.
+        received_wall_ns = time.time_ns() - (time.monotonic_ns() - message.arrived_ns)
         probe = parse_probe(message.opened.plaintext)
         if probe is None:
             self.counts["not_a_probe"] += 1
             return
         node = self.node
         assert node is not None  # noqa: S101 - set before any message can arrive
-        plaintext = encode_reply(probe, received_wall_ns, time.time_ns(), len(message.opened.plaintext))
         peer = message.connection.peer
         assert peer is not None  # noqa: S101 - messages come only from authenticated peers
+        run = (peer, probe.run_id)
+        follow_up = self._follow_ups.pop(run, None)
+        plaintext = encode_reply(probe, received_wall_ns, time.time_ns(), len(message.opened.plaintext), follow_up)
         try:
             if message.transport == TRANSPORT_DATAGRAM:
                 sealed = node.seal_datagram(peer, MessageType.Chat, plaintext)
@@ -67,6 +77,12 @@ class Responder:
             self.counts["reply_failed"] += 1
             return
         self.counts["probes_answered"] += 1
+        transmitted_ns = message.connection.transmitted_ns
+        if transmitted_ns < message.arrived_ns:  # the reply waits for flow control: no figure
+            return
+        self._follow_ups[run] = FollowUp(probe.seq, transmitted_ns - message.arrived_ns)
+        if len(self._follow_ups) > MAX_FOLLOW_UPS:
+            self._follow_ups.popitem(last=False)
 
     async def close(self) -> None:
         if self.node is not None:

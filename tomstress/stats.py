@@ -47,6 +47,8 @@ DEFINITIONS: dict[str, str] = {
     "ipdv": "nearest-rank quantiles of |dRTT| between consecutive probes",
     "loss_interval": "Wilson score interval of lost/sent",
     "availability": "time-based: a slot fails when its probe was not ok; an outage is a run of failed slots",
+    "network_rtt": "RTT less our send (clock start to packet out) and receive (packet in to reply opened) "
+    "and the responder's hold (packet in to reply out, told by its next reply): the network's part",
 }
 
 # epoll waits in whole milliseconds, so asyncio timers fire up to 1 ms late on an idle machine:

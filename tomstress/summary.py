@@ -12,13 +12,13 @@ from typing import TYPE_CHECKING, Any
 
 from tomproto.addresses import format_host_port
 from tomproto.transport import TransportCounters
-from tomstress.engine import Outcome, ProbeTracker
+from tomstress.engine import Outcome, ProbeRecord, ProbeTracker
 from tomstress.stats import DEFINITIONS, availability, self_check, summarize, summarize_loss
 
 if TYPE_CHECKING:
     from tomstress.ping import PingConfig
 
-__all__ = ["PingObservations", "build_summary", "clock_offset", "path_summary"]
+__all__ = ["PingObservations", "build_summary", "clock_offset", "path_summary", "stack_summary"]
 
 CLOCK_OFFSET_PROBES = 5
 
@@ -101,6 +101,26 @@ def clock_offset(tracker: ProbeTracker, timestamps: dict[int, tuple[int, int, in
     }
 
 
+def stack_summary(ok: list[ProbeRecord]) -> dict[str, Any]:
+    """Where the RTT went in the two stacks (p50, ms), and the RTT less both: the network's part."""
+
+    def p50_ms(values: list[float | None]) -> float | None:
+        known = [value * 1000 for value in values if value is not None]
+        return summarize(known).p50 if known else None
+
+    complete = [record for record in ok if record.network_rtt_s is not None]
+    return {
+        "send_p50_ms": p50_ms([record.send_stack_s for record in ok]),
+        "receive_p50_ms": p50_ms([record.receive_stack_s for record in ok]),
+        "responder_p50_ms": p50_ms([record.responder_hold_s for record in ok]),
+        "network_rtt_ms": summarize([record.network_rtt_s * 1000 for record in complete]).as_dict(),  # type: ignore[operator]
+        "network_rtt_ms_by_path": {
+            path: summarize([r.network_rtt_s * 1000 for r in complete if r.path_received == path]).as_dict()  # type: ignore[operator]
+            for path in sorted({record.path_received for record in complete if record.path_received})
+        },
+    }
+
+
 def build_summary(
     config: PingConfig,
     run_id: str,
@@ -156,6 +176,7 @@ def build_summary(
         },
         "rtt_ms": rtt.as_dict(),
         "rtt_ms_by_path": rtt_by_path,
+        "stack": stack_summary(ok),
         "loss": loss.as_dict(),
         "availability": availability(slot_ok, config.interval_s).as_dict(),
         "selfcheck": check.as_dict(),

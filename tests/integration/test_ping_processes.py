@@ -47,6 +47,13 @@ def test_100_probes_all_ok_and_no_rtt_beats_a_plain_udp_echo(responder, tmp_path
         assert floor_ms <= event["rtt_ms"] < 5000, event
         assert event["path_sent"] == event["path_received"] == "direct", event  # known even for fast replies
     assert summary["rtt_ms"]["min"] >= floor_ms
+    # Each reply follows up the responder's whole hold of the one before (PTP-style two-step),
+    # which leaves the network's part of the RTT: what is left when both stacks are taken out.
+    holds = [event for event in read_archive(Path(summary["archive"])) if event["ev"] == "responder_hold"]
+    assert {event["seq"] for event in holds} >= set(range(99))
+    network = summary["stack"]["network_rtt_ms"]
+    assert network["n"] >= 99
+    assert 0 < network["p50"] < summary["rtt_ms"]["p50"]
 
 
 def test_a_responder_killed_mid_run_turns_probes_into_lost_and_the_summary_still_comes(

@@ -13,7 +13,7 @@ import pytest
 
 from tomstress.archive import read_archive
 from tomstress.lab.session import Impairments, start, stop
-from tomstress.lab.truth import icmp_rtts_ms, loss_truth, outage_truth, ping_in_lab
+from tomstress.lab.truth import delay_truth, icmp_rtts_ms, loss_truth, outage_truth, ping_in_lab
 from tomstress.natreport import ADDRESS_AND_PORT_DEPENDENT, ENDPOINT_INDEPENDENT, NO_NAT
 
 TOM_STRESS = [sys.executable, "-m", "tomstress"]
@@ -57,6 +57,17 @@ def test_the_delayer_adds_exactly_the_asked_delay() -> None:
         stop(session)
     assert len(rtts) == 30
     assert abs(statistics.median(rtts) - 20.0) <= 1.0  # 10 ms each way through the delayer
+
+
+def test_ten_ms_each_way_is_found_by_ping_and_its_excess_is_our_own_measured_stack() -> None:
+    result = delay_truth(delay_s=0.010, count=1000, interval="5ms")
+    assert result["probes"]["ok"] == 1000 and result["direct_n"] >= 950
+    truth, tolerance = result["truth_ms"], result["tolerance_ms"]
+    # What the network took (the RTT less the time both stacks held each probe) is the truth.
+    assert abs(result["network_direct_p50_ms"] - truth) <= tolerance, result
+    # The application RTT never beats the network, and exceeds it by our stack's measured time.
+    stack_ms = sum(result["stack_p50_ms"].values())
+    assert -tolerance <= result["difference_ms"] <= stack_ms + tolerance, result
 
 
 def test_two_percent_loss_per_link_direction_is_found_by_datagram_probes() -> None:

@@ -379,6 +379,7 @@ def write_realistic_archive(directory: Path) -> Path:
         clocks.advance(0.6)
         archive.write("probe", **{**probe(0, "ok", 48.2), "outcome": Outcome.OK})  # an Enum, as the engine has
         archive.write("duplicate", seq=0)
+        archive.write("responder_hold", seq=0, hold_ms=0.7315)
         archive.write("probe", **probe(1, "late", 10_512.0))
         archive.write("path_change", **{"from": "relay", "to": "direct", "path_rtt_ms": 11.4})
         archive.write("probe", **probe(2, "ok", 11.9, path_sent="direct", path_received="direct", transport="datagram"))

@@ -14,6 +14,7 @@ Rules it enforces:
 from __future__ import annotations
 
 import asyncio
+import time
 from typing import TYPE_CHECKING
 
 from aioquic.quic import events
@@ -61,6 +62,9 @@ class PeerConnection:
         self.path = PATH_DIRECT if remote_address is not None else PATH_RELAY
         self.direct_path = DirectPath(self)
         self.received_path = self.path
+        # time.monotonic_ns() when the latest transmit() handed its first packet to the socket:
+        # where the sender's stack time ends (and the network's begins).
+        self.transmitted_ns = 0
         self.started_at = now
         self.established_at: float | None = None
         self.closed = False
@@ -234,6 +238,8 @@ class PeerConnection:
         endpoint = self.endpoint
         now = endpoint.loop.time()
         datagrams = self.quic.datagrams_to_send(now)
+        if datagrams:
+            self.transmitted_ns = time.monotonic_ns()
         if self.path == PATH_DIRECT and self.remote_address is not None:
             for data, _ in datagrams:
                 endpoint.send_packet(data, self.remote_address)

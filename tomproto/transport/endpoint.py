@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import asyncio
 import itertools
+import time
 from collections import Counter
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -116,6 +117,9 @@ class Endpoint(asyncio.DatagramProtocol):
         self.on_frame = on_frame
         self.on_datagram = on_datagram
         self.on_event = on_event
+        # time.monotonic_ns() when the datagram being handled reached us: all it delivers is
+        # delivered within datagram_received, so a handler reads its own packet's arrival here.
+        self.arrival_ns = 0
         self._client_configuration = quic_configuration(identity, settings, is_client=True)
         self._server_configuration = quic_configuration(identity, settings, is_client=False)
         self._transport: asyncio.DatagramTransport | None = None
@@ -327,6 +331,7 @@ class Endpoint(asyncio.DatagramProtocol):
         self.counters.send_errors += 1
 
     def datagram_received(self, data: bytes, address: tuple[str, int]) -> None:  # type: ignore[override]
+        self.arrival_ns = time.monotonic_ns()
         self.counters.datagrams_received += 1
         self.counters.bytes_received += len(data)
         address = (address[0], address[1])

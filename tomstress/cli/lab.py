@@ -159,11 +159,9 @@ def lab_delayer(
     seed: int = typer.Option(1, "--seed"),
 ) -> None:
     """The lab's NFQUEUE delayer (started by the lab inside a NAT namespace)."""
-    import asyncio
+    from tomstress.lab.delayer import run_delayer
 
-    from tomstress.lab.delayer import serve
-
-    asyncio.run(serve(queue, parse_duration(delay), parse_duration(jitter), seed))
+    run_delayer(queue, parse_duration(delay), parse_duration(jitter), seed)
 
 
 @lab_app.command("topologies")

@@ -21,6 +21,7 @@ from typing import Any
 
 from tomstress.lab.netns import RELAY_IP
 from tomstress.archive import read_archive
+from tomstress.durations import parse_duration
 from tomstress.lab.session import Impairments, LabSession, dropped_packets, schedule_outages, start, stop
 from tomstress.stats import wilson_interval
 
@@ -30,11 +31,23 @@ _ICMP_TIME = re.compile(r"time=([0-9.]+) ms")
 
 
 def icmp_rtts_ms(session: LabSession, role: str, count: int = 50, interval_s: float = 0.05) -> list[float]:
-    result = subprocess.run(
+    return _icmp_rtts(_start_icmp(session, role, count, interval_s), count * interval_s + 30)
+
+
+def _start_icmp(session: LabSession, role: str, count: int, interval_s: float) -> subprocess.Popen[str]:
+    return subprocess.Popen(
         [*session.topology.exec_prefix(role), "ping", "-n", "-c", str(count), "-i", f"{interval_s}", "-W", "2", RELAY_IP],
-        capture_output=True, text=True, timeout=count * interval_s + 30,
+        stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True,
     )  # fmt: skip
-    return [float(match) for match in _ICMP_TIME.findall(result.stdout)]
+
+
+def _icmp_rtts(process: subprocess.Popen[str], timeout_s: float) -> list[float]:
+    try:
+        stdout, _ = process.communicate(timeout=timeout_s)
+    except subprocess.TimeoutExpired:
+        process.kill()
+        stdout, _ = process.communicate()
+    return [float(match) for match in _ICMP_TIME.findall(stdout)]
 
 
 def ping_in_lab(session: LabSession, *arguments: str, timeout_s: float = 300) -> dict[str, Any]:
@@ -51,27 +64,36 @@ def ping_in_lab(session: LabSession, *arguments: str, timeout_s: float = 300) ->
     return summary
 
 
-def delay_truth(delay_s: float = 0.010, count: int = 300, interval: str = "20ms") -> dict[str, Any]:
+def delay_truth(delay_s: float = 0.010, count: int = 1000, interval: str = "5ms") -> dict[str, Any]:
+    """tom-stress's direct-path RTT against ICMP echo from each home to the public segment, run
+    at the same time (so that both find the machine, the delayers included, equally busy)."""
     session = start("home-home", Impairments(delay_s=delay_s))
+    run_s = count * parse_duration(interval)
     try:
-        icmp_a = icmp_rtts_ms(session, "home-a")
+        icmp = [_start_icmp(session, role, count=max(50, int(run_s / 0.02)), interval_s=0.02) for role in ("home-a", "home-b")]
         summary = ping_in_lab(session, "--count", str(count), "--interval", interval, "--timeout", "2s")
-        icmp_b = icmp_rtts_ms(session, "home-b")
+        icmp_a, icmp_b = (_icmp_rtts(process, run_s + 30) for process in icmp)
     finally:
         stop(session)
     truth = statistics.median(icmp_a) + statistics.median(icmp_b)
     direct = summary["rtt_ms_by_path"].get("direct", {})
+    network = summary["stack"]["network_rtt_ms_by_path"].get("direct", {})
     measured = direct.get("p50")
     tolerance = max(1.0, 0.02 * truth)
     return {
         "delay_each_way_ms": delay_s * 1000,
+        "interval": interval,
         "icmp_p50_ms": {"home_a_to_pub": statistics.median(icmp_a), "home_b_to_pub": statistics.median(icmp_b)},
+        "icmp_n": [len(icmp_a), len(icmp_b)],
         "truth_ms": round(truth, 3),
         "tom_stress_direct_p50_ms": measured,
         "direct_n": direct.get("n"),
         "difference_ms": None if measured is None else round(measured - truth, 3),
         "tolerance_ms": round(tolerance, 3),
         "within_tolerance": measured is not None and abs(measured - truth) <= tolerance,
+        "stack_p50_ms": {key: summary["stack"][key] for key in ("send_p50_ms", "receive_p50_ms", "responder_p50_ms")},
+        "network_direct_p50_ms": network.get("p50"),
+        "network_difference_ms": None if network.get("p50") is None else round(network["p50"] - truth, 3),
         "path": summary["path"],
         "probes": summary["probes"],
     }

@@ -71,6 +71,7 @@ def delay_truth(delay_s: float = 0.010, count: int = 1000, interval: str = "5ms"
     run_s = count * parse_duration(interval)
     try:
         icmp = [_start_icmp(session, role, count=max(50, int(run_s / 0.02)), interval_s=0.02) for role in ("home-a", "home-b")]
+        session.processes += icmp  # stopped with the lab if the ping fails
         summary = ping_in_lab(session, "--count", str(count), "--interval", interval, "--timeout", "2s")
         icmp_a, icmp_b = (_icmp_rtts(process, run_s + 30) for process in icmp)
     finally:

@@ -1,4 +1,4 @@
-"""The golden vectors of ../shared/vectors/envelope.json, by name."""
+"""The protocol's golden vectors (tests/data/envelope.json, the project's reference bytes), by name."""
 
 from __future__ import annotations
 
@@ -6,7 +6,7 @@ import json
 from pathlib import Path
 from typing import Any
 
-VECTORS_FILE = Path(__file__).resolve().parents[2] / "shared" / "vectors" / "envelope.json"
+VECTORS_FILE = Path(__file__).resolve().parent / "data" / "envelope.json"
 
 
 def load_vectors() -> dict[str, dict[str, Any]]:

@@ -1,7 +1,8 @@
 """Lab fixtures: namespaces built by the tests, torn down even when a test fails.
 
-These tests need root, iproute2, iptables, conntrack, ping and the lab extra (.ci/run installs
-them)."""
+Every test here needs root, iproute2, iptables, conntrack and ping (tests/needs.py: skipped with
+the reason when they are missing, failed under CI's TOM_TESTS_REQUIRE_ALL); the delay tests also
+need the lab extra. .ci/run installs all of it."""
 
 from __future__ import annotations
 
@@ -12,6 +13,7 @@ from typing import Any
 
 import pytest
 
+from tests.needs import LAB
 from tomstress.lab.session import RELAYS, Impairments, LabSession, relay_stats, start, start_responder, stop
 
 __all__ = ["Lab", "stop_process"]
@@ -46,6 +48,12 @@ def stop_process(process: subprocess.Popen[str]) -> None:
     if process.poll() is None:
         process.kill()
         process.wait(timeout=10)
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    for item in items:
+        if "tests/lab/" in item.nodeid:
+            item.add_marker(pytest.mark.needs(*LAB))
 
 
 @pytest.fixture

@@ -11,6 +11,7 @@ from pathlib import Path
 
 import pytest
 
+from tests.needs import NETFILTERQUEUE
 from tomstress.archive import read_archive
 from tomstress.lab.session import Impairments, start, stop
 from tomstress.lab.truth import delay_truth, icmp_rtts_ms, loss_truth, outage_truth, ping_in_lab
@@ -49,6 +50,7 @@ def test_each_topology_pings_through_the_lab_and_nat_report_names_its_nat(
     assert first_event["config"]["lab"]["topology"] == topology  # the lab is in the archive
 
 
+@pytest.mark.needs(NETFILTERQUEUE)
 def test_the_delayer_adds_exactly_the_asked_delay() -> None:
     session = start("home-home", Impairments(delay_s=0.010))
     try:
@@ -59,6 +61,7 @@ def test_the_delayer_adds_exactly_the_asked_delay() -> None:
     assert abs(statistics.median(rtts) - 20.0) <= 1.0  # 10 ms each way through the delayer
 
 
+@pytest.mark.needs(NETFILTERQUEUE)
 def test_ten_ms_each_way_is_found_by_ping_and_its_excess_is_our_own_measured_stack() -> None:
     result = delay_truth(delay_s=0.010, count=1000, interval="5ms")
     assert result["probes"]["ok"] == 1000 and result["direct_n"] >= 950

@@ -1,0 +1,23 @@
+"""Test tiers: a test marked `needs(...)` is skipped, naming what is missing, unless CI asks for
+every tier (tests/needs.py), in which case it fails."""
+
+from __future__ import annotations
+
+import pytest
+
+from tests.needs import REQUIRE_ALL_VARIABLE, explain, missing, require_all
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    config.addinivalue_line("markers", "needs(*needs): machine requirements (tests/needs.py); skipped when absent")
+
+
+def pytest_runtest_setup(item: pytest.Item) -> None:
+    needs = tuple(need for marker in item.iter_markers("needs") for need in marker.args)
+    absent = missing(needs)
+    if not absent:
+        return
+    reason = explain(absent)
+    if require_all():
+        pytest.fail(f"{reason}; {REQUIRE_ALL_VARIABLE} is set, so a test that cannot run fails", pytrace=False)
+    pytest.skip(reason)

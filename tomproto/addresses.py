@@ -1,29 +1,85 @@
-"""HOST:PORT as people write it ("203.0.113.7:7400", "[2001:db8::1]:7400", "localhost:7400")."""
+"""HOST:PORT as people write it ("203.0.113.7:7400", "[2001:db8::1]:7400", "localhost:7400").
+
+A host that looks like an IP address must be one: `256.1.1.1` or `1.2.3` is a typo, not a host
+name to look up. IP addresses come back in their canonical spelling (`[0:0::1]` is `::1`), so
+that an address compares equal to the one the socket reports for the same peer.
+"""
 
 from __future__ import annotations
 
-__all__ = ["parse_host_port", "format_host_port", "HOST_PORT_FORM"]
+import ipaddress
+import re
+import socket
+
+__all__ = ["parse_host_port", "format_host_port", "resolve_host_port", "ip_version", "HOST_PORT_FORM"]
 
 HOST_PORT_FORM = "HOST:PORT, e.g. 127.0.0.1:7400 or [::1]:7400"
 
+_IPV4_LOOKING = re.compile(r"[0-9.]+")
+# RFC 1123 labels; underscores too, which some local networks use.
+_HOST_NAME = re.compile(r"(?=.{1,253}\.?$)[A-Za-z0-9_]([A-Za-z0-9_-]{0,62})(\.[A-Za-z0-9_][A-Za-z0-9_-]{0,62})*\.?")
 
-def parse_host_port(text: str) -> tuple[str, int]:
-    """(host, port), or ValueError with a message that shows the accepted form."""
+
+def _checked_host(host: str, text: str, bracketed: bool) -> str:
+    if bracketed:
+        try:
+            return str(ipaddress.IPv6Address(host))
+        except ValueError:
+            raise ValueError(f"invalid address {text!r}: {host!r} in brackets is not an IPv6 address") from None
+    if _IPV4_LOOKING.fullmatch(host):
+        try:
+            return str(ipaddress.IPv4Address(host))
+        except ValueError:
+            raise ValueError(f"invalid address {text!r}: {host!r} is not an IPv4 address (four numbers 0 to 255)") from None
+    if not _HOST_NAME.fullmatch(host):
+        raise ValueError(f"invalid address {text!r}: {host!r} is neither an IP address nor a host name")
+    return host
+
+
+def parse_host_port(text: str, *, allow_port_zero: bool = True) -> tuple[str, int]:
+    """(host, port), or ValueError with a message that shows the accepted form.
+
+    Port 0 ("any free port") makes sense where we listen, never where we send: pass
+    `allow_port_zero=False` for a peer's address."""
     text = text.strip()
-    if text.startswith("["):
+    bracketed = text.startswith("[")
+    if bracketed:
         host, separator, port_text = text[1:].partition("]:")
     else:
         host, separator, port_text = text.rpartition(":")
         if ":" in host:
             raise ValueError(f"invalid address {text!r}: put an IPv6 host in brackets ({HOST_PORT_FORM})")
-    if not separator or not host or not port_text.isdigit():
+    if not separator or not host or not port_text.isascii() or not port_text.isdigit():
         raise ValueError(f"invalid address {text!r}: expected {HOST_PORT_FORM}")
+    host = _checked_host(host, text, bracketed)
     port = int(port_text)
     if not 0 <= port <= 65535:
         raise ValueError(f"invalid port {port} in {text!r}: ports are 0 to 65535")
+    if port == 0 and not allow_port_zero:
+        raise ValueError(f"invalid port 0 in {text!r}: give the port the peer listens on, 1 to 65535")
     return host, port
 
 
 def format_host_port(address: tuple[str, int]) -> str:
     host, port = address[:2]
     return f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
+
+
+def ip_version(host: str) -> int | None:
+    """4 or 6 for an IP address, None for a host name."""
+    try:
+        return ipaddress.ip_address(host).version
+    except ValueError:
+        return None
+
+
+def resolve_host_port(address: tuple[str, int]) -> tuple[str, int]:
+    """The address with its host name looked up (once, here: not at every packet sent); an IP
+    address comes back as it is. OSError (socket.gaierror) when the name does not resolve."""
+    host, port = address
+    if ip_version(host) is not None:
+        return address
+    found = socket.getaddrinfo(host, port, type=socket.SOCK_DGRAM)
+    # Prefer IPv4, as most relays and responders listen there; an IPv6-only name still works.
+    found.sort(key=lambda entry: entry[0] != socket.AF_INET)
+    return str(found[0][4][0]), port

@@ -13,6 +13,7 @@ from __future__ import annotations
 import base64
 import os
 import re
+import stat
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from functools import total_ordering
@@ -30,6 +31,7 @@ __all__ = [
     "load_identity",
     "create_identity_file",
     "load_or_create_identity",
+    "exposure_warning",
 ]
 
 NODE_ID_BYTES = 32
@@ -170,10 +172,33 @@ def create_identity_file(
     return identity
 
 
-def load_or_create_identity(path: Path | None) -> Identity:
-    """The identity in `path`, created there when missing; an ephemeral one without a path."""
+def exposure_warning(path: Path) -> str | None:
+    """Why the identity file at `path` is at risk (readable by group or others), or None.
+
+    Not an error: the file works, and on some systems (a NAS share) the owner cannot change it.
+    But whoever can read it can act as this node, so the user must hear about it."""
+    try:
+        mode = os.stat(path).st_mode
+    except OSError:
+        return None
+    if not mode & (stat.S_IRWXG | stat.S_IRWXO):
+        return None
+    return (
+        f"identity file {path} can be read by group or others (mode {stat.S_IMODE(mode):04o}): whoever reads it "
+        f"can act as this node; chmod 600 {path}"
+    )
+
+
+def load_or_create_identity(path: Path | None, warn: Callable[[str], None] | None = None) -> Identity:
+    """The identity in `path`, created there when missing; an ephemeral one without a path.
+
+    `warn` is told when an existing file can be read by others (`exposure_warning`)."""
     if path is None:
         return Identity.generate()
     if Path(path).exists():
-        return load_identity(path)
+        identity = load_identity(path)
+        warning = exposure_warning(path)
+        if warning is not None and warn is not None:
+            warn(warning)
+        return identity
     return create_identity_file(path)

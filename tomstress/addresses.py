@@ -10,8 +10,10 @@ __all__ = ["parse_host_port", "host_port_option", "format_host_port"]
 
 
 def host_port_option(text: str) -> tuple[str, int]:
-    """parse_host_port for typer: a bad value is a usage error (exit 2) with the accepted form."""
+    """parse_host_port for typer (where we listen; port 0 is any free port): a bad value is a
+    usage error (exit 2) with the accepted form."""
     try:
         return parse_host_port(text)
     except ValueError as error:
         raise typer.BadParameter(str(error)) from None
+

@@ -6,10 +6,13 @@ Rules this module enforces:
   next suffix instead of clobbering an archive someone may already have published.
 - Every line carries `ev`, `t` (monotonic seconds since the archive was created, to the
   microsecond) and `ts` (UTC wall clock, milliseconds, `Z`), in that order, then the event fields.
-- Each line is written in one call and flushed at once, so a crash or a kill loses at most the
-  line being written; a reader ignores such a truncated last line and nothing else. `fsync` runs
-  once, on close: per line it would make the measuring device slow, on the small ARM boards the
-  tool runs on, exactly while it measures.
+- Each line goes to the file unbuffered, in one write call where the kernel allows it, so a crash
+  or a kill loses at most the line being written; a reader ignores such a truncated last line and
+  nothing else. `fsync` runs once, on close: per line it would make the measuring device slow, on
+  the small ARM boards the tool runs on, exactly while it measures.
+- A write that fails (full disk, I/O error) never raises into the run: the file is cut back to
+  its last complete line and closed, the error is kept in `failure`, `on_failure` is told once,
+  and later writes are dropped. The owner stops measuring and reports it (exit 4 in the CLI).
 - Values are JSON or plainly convertible to it (dataclasses, Enums, Paths); anything else, and NaN
   or infinity (which JSON cannot carry), is refused loudly rather than written as something a
   reader cannot parse.
@@ -19,6 +22,7 @@ from __future__ import annotations
 
 import dataclasses
 import enum
+import errno
 import hashlib
 import json
 import math
@@ -37,6 +41,7 @@ __all__ = [
     "SCHEMA_RESOURCE",
     "Archive",
     "archive_path",
+    "check_archive_name",
     "host_facts",
     "read_archive",
     "validate_archive",
@@ -50,6 +55,8 @@ HOSTNAME_HASH_HEX_CHARS = 16
 # Enough for any honest use (thousands of runs started in the same second); a bound keeps a
 # directory that refuses every creation from looping forever.
 MAX_SUFFIX = 10_000
+# A file name holds 255 bytes; `_<mode>_<yyyymmddThhmmssZ>_<N>.jsonl` takes up to about 50 of them.
+MAX_NAME_BYTES = 200
 
 MonotonicClock = Callable[[], float]
 WallClock = Callable[[], datetime]
@@ -69,6 +76,18 @@ def _as_utc(moment: datetime, what: str) -> datetime:
 def _check_name_part(value: str, what: str) -> None:
     if not value or value in {".", ".."} or any(char in value for char in "/\\\0"):
         raise ValueError(f"archive {what} {value!r} cannot be part of a file name (empty, a path, or NUL)")
+    if any(not char.isprintable() for char in value):
+        raise ValueError(f"archive {what} {value!r} holds control characters, which a file name should not")
+    if len(value.encode("utf-8")) > MAX_NAME_BYTES:
+        raise ValueError(
+            f"archive {what} is {len(value.encode('utf-8'))} bytes long; at most {MAX_NAME_BYTES} leave room for "
+            "the time stamp in a file name (255 bytes)"
+        )
+
+
+def check_archive_name(name: str) -> None:
+    """ValueError saying why `name` cannot prefix an archive's file name."""
+    _check_name_part(name, "name")
 
 
 def _candidate_paths(directory: Path, name: str, mode: str, started_utc: datetime) -> Iterator[Path]:
@@ -135,6 +154,10 @@ class Archive:
     ) -> None:
         self._path = path
         self._file: BinaryIO | None = file
+        self._complete_bytes = 0  # the file's length up to its last complete line
+        self.failure: OSError | None = None
+        # Told once, with the error, when a write or the final flush fails.
+        self.on_failure: Callable[[OSError], None] | None = None
         self._started_utc = started_utc
         self._start_t = start_t
         self._monotonic = monotonic
@@ -159,7 +182,9 @@ class Archive:
         # process creates the same name between our look and our open.
         for path in _candidate_paths(directory, name, mode, started_utc):
             try:
-                file = open(path, "xb")  # noqa: SIM115 - closed by Archive.close
+                # Unbuffered: each line reaches the kernel in write(), not in a later flush that
+                # could fail for lines the run believes written.
+                file = open(path, "xb", buffering=0)  # noqa: SIM115 - closed by Archive.close
             except FileExistsError:
                 continue
             return cls(path, file, started_utc, start_t, monotonic, wall)
@@ -178,13 +203,19 @@ class Archive:
     def closed(self) -> bool:
         return self._file is None
 
+    @property
+    def failed(self) -> bool:
+        return self.failure is not None
+
     def t_of(self, monotonic_s: float) -> float:
         """The archive `t` of a moment read from the archive's monotonic clock."""
         return round(monotonic_s - self._start_t, 6)
 
     def write(self, ev: str, **fields: Any) -> dict[str, Any]:
-        """Append one event line (`ev`, `t`, `ts`, then `fields`), flush it, and return what was written."""
-        if self._file is None:
+        """Append one event line (`ev`, `t`, `ts`, then `fields`) and return the event.
+
+        After a failed write (`failure` set) the event is returned but not written."""
+        if self._file is None and self.failure is None:
             raise ValueError(f"archive {self._path} is closed; cannot write the {ev!r} event")
         if not isinstance(ev, str) or not ev:
             raise ValueError(f"an archive event name must be a non-empty str, not {ev!r}")
@@ -200,21 +231,56 @@ class Archive:
             **converted,
         }
         line = json.dumps(record, ensure_ascii=False, allow_nan=False, separators=(",", ":")) + "\n"
-        # One write of the whole line, then flush: a crash leaves at most one partial, last line.
-        self._file.write(line.encode("utf-8"))
-        self._file.flush()
+        if self._file is not None:
+            self._append(self._file, line.encode("utf-8"))
         return record
 
-    def close(self) -> None:
-        """Flush, fsync and close; closing again does nothing."""
+    def _append(self, file: BinaryIO, data: bytes) -> None:
+        """Write all of `data`; on an error, end the archive on its last complete line."""
+        view = memoryview(data)
+        try:
+            while view:
+                # A raw file writes what the disk takes; a short write is retried for the rest.
+                written = file.write(view)
+                if not written:
+                    raise OSError(errno.EIO, "the archive file accepted no bytes")
+                view = view[written:]
+            file.flush()  # a no-op on the raw file Archive.create opens; not on every file
+        except OSError as error:
+            self._fail(error)
+            return
+        self._complete_bytes += len(data)
+
+    def _fail(self, error: OSError) -> None:
         file, self._file = self._file, None
+        self.failure = error
+        if file is not None:
+            try:
+                # A cut line would read as a crash; and on a full disk this frees its bytes.
+                os.ftruncate(file.fileno(), self._complete_bytes)
+            except (OSError, ValueError):
+                pass
+            try:
+                file.close()
+            except OSError:
+                pass
+        if self.on_failure is not None:
+            self.on_failure(error)
+
+    def close(self) -> None:
+        """Flush, fsync and close; closing again does nothing. A failure here is kept in
+        `failure` (and told to `on_failure`), as for a write."""
+        file = self._file
         if file is None:
             return
         try:
             file.flush()
             os.fsync(file.fileno())
-        finally:
-            file.close()
+        except OSError as error:
+            self._fail(error)
+            return
+        self._file = None
+        file.close()
 
     def __enter__(self) -> Archive:
         return self

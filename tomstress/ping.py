@@ -9,6 +9,7 @@ next slot (no coordinated omission).
 from __future__ import annotations
 
 import asyncio
+import math
 import secrets
 import time
 from collections.abc import Callable
@@ -17,17 +18,16 @@ from typing import Any
 
 from tomproto.addresses import format_host_port
 from tomproto.identity import NodeId
-from tomproto.node import MAX_DATAGRAM_ENVELOPE_BYTES, TRANSPORT_DATAGRAM, Node, ReceivedMessage
-from tomproto.sealing import wire_size_spread
+from tomproto.node import TRANSPORT_DATAGRAM, Node, ReceivedMessage
 from tomproto.transport import PathChanged, PeerConnected, PeerDisconnected, TransportError
 from tomproto.wire.envelope import MessageType
 from tomstress.archive import Archive
 from tomstress.engine import Outcome, ProbeRecord, ProbeTracker, ReplyVerdict
-from tomstress.probe import FollowUp, Probe, encode_probe, minimum_probe_size, parse_reply
+from tomstress.probe import FollowUp, Probe, encode_probe, parse_reply
 from tomstress.selfcheck import LoopLagSampler
 from tomstress.summary import PingObservations, build_summary
 
-__all__ = ["PingConfig", "PingRun", "datagram_size_limit", "PHASE"]
+__all__ = ["PingConfig", "PingRun", "PHASE", "probes_for_duration"]
 
 PHASE = "ping"
 
@@ -43,6 +43,7 @@ class PingConfig:
     transport: str  # "stream" or "datagram"
     max_loss_percent: float | None = None
     relay: tuple[str, int] | None = None
+    duration_s: float | None = None  # what --duration asked for (count is then derived from it)
 
     def as_dict(self) -> dict[str, Any]:
         return {
@@ -55,25 +56,13 @@ class PingConfig:
             "size": self.size,
             "transport": self.transport,
             "max_loss_percent": self.max_loss_percent,
+            "duration_s": self.duration_s,
         }
 
 
-def datagram_size_limit(node: Node, peer: NodeId, run_id: str) -> int:
-    """The largest probe size whose sealed envelope fits one datagram at least 9 times in 10.
-
-    Deterministic (it depends on lengths, not on random bytes); a seal that does not fit is
-    sealed again (`Node.seal_datagram`), so a probe of this size fails to go only with odds of
-    about 10^-16."""
-    low, high = minimum_probe_size(run_id, PHASE), 2048
-    while low < high:
-        middle = (low + high + 1) // 2
-        plaintext = encode_probe(Probe(run_id, PHASE, 2**32, 2**62, 2**62, middle))
-        spread = wire_size_spread(node.seal(peer, MessageType.Chat, plaintext))
-        if spread.likely_at_most(z=1.3) <= MAX_DATAGRAM_ENVELOPE_BYTES:  # 1.3 sd: the 90th percentile
-            low = middle
-        else:
-            high = middle - 1
-    return low
+def probes_for_duration(duration_s: float, interval_s: float) -> int:
+    """Slots start + k x interval that begin within `duration_s` (at least one)."""
+    return max(1, math.ceil(round(duration_s / interval_s, 9)))
 
 
 @dataclass

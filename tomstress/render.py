@@ -16,7 +16,7 @@ from tomstress.stats import summarize
 if TYPE_CHECKING:
     from tomstress.ping import PingRun
 
-__all__ = ["LiveView", "print_summary"]
+__all__ = ["LiveView", "print_summary", "print_brief_summary"]
 
 LIVE_WINDOW = 200  # the live RTT figures cover the most recent probes
 
@@ -81,7 +81,7 @@ def print_summary(summary: dict[str, Any], console: Console) -> None:
     probes = summary["probes"]
     rtt = summary["rtt_ms"]
     loss = summary["loss"]
-    title = f"ping {summary['peer'][:16]}… at {summary['target_addr']} ({summary['transport']})"
+    title = f"ping {summary['peer'][:16]}… {_where(summary)} ({summary['transport']})"
     table = Table(title=title, caption="RTT in ms; * = too few samples for that quantile", show_header=True, header_style="bold")
     for column in ("n", "min", "mean", "p50", "p90", "p95", "p99", "max", "stddev", "jitter"):
         table.add_column(column, justify="right")
@@ -115,6 +115,14 @@ def print_summary(summary: dict[str, Any], console: Console) -> None:
             f"  stack p50: send {_ms(stack['send_p50_ms'])}, receive {_ms(stack['receive_p50_ms'])}, responder "
             f"{_ms(stack['responder_p50_ms'])} ms; network's part of the RTT: p50 {_ms(network['p50'])} ms"
         )
+    path_line = _path_line(summary)
+    if path_line:
+        console.print(path_line)
+    reconnections = summary["reconnections"]
+    if reconnections["count"]:
+        times = ", ".join(f"{seconds:g}" for seconds in reconnections["time_to_recover_s"][:10])
+        more = " …" if reconnections["count"] > 10 else ""
+        console.print(f"  reconnections: {reconnections['count']} (time to recover, s: {times}{more})")
     quic = summary["quic"]
     console.print(f"  QUIC packets: sent {quic['packets_sent']}, declared lost {quic['packets_lost']}")
     if summary.get("handshake_ms") is not None:
@@ -124,3 +132,53 @@ def print_summary(summary: dict[str, Any], console: Console) -> None:
         console.print(Text(f"  self-check: {check['reason']}", style="yellow"))
     if summary.get("connect_error"):
         console.print(Text(f"  not reached: {summary['connect_error']}", style="red"))
+    if summary.get("archive_error"):
+        console.print(Text(f"  archive NOT complete: {summary['archive_error']}", style="red"))
+    console.print(f"  archive: {summary['archive']}", highlight=False)
+
+
+def _where(summary: dict[str, Any]) -> str:
+    """Where the peer was dialled: its address, or the relay that reached it."""
+    if summary.get("target_addr"):
+        return f"at {summary['target_addr']}"
+    if summary.get("relay"):
+        return f"via relay {summary['relay']}"
+    return "(no address)"
+
+
+def _path_line(summary: dict[str, Any]) -> str | None:
+    path = summary.get("path") or {}
+    if not path.get("initial"):
+        return None
+    text = f"  path: {path['outcome']} (started on {path['initial']}"
+    if path.get("time_to_direct_s") is not None:
+        text += f", direct after {path['time_to_direct_s'] * 1000:.1f} ms"
+    if path.get("path_changes"):
+        text += f", {path['path_changes']} change(s)"
+    shares = path.get("time_on_path_s") or {}
+    if len(shares) > 1:
+        text += ", time on path " + ", ".join(f"{name} {seconds:.1f} s" for name, seconds in sorted(shares.items()))
+    return text + ")"
+
+
+def print_brief_summary(summary: dict[str, Any], console: Console) -> None:
+    """`--quiet`: the few lines ping(8) prints at the end."""
+    probes, rtt, loss = summary["probes"], summary["rtt_ms"], summary["loss"]
+    console.print(f"--- ping {summary['peer'][:16]}… {_where(summary)} ({summary['transport']}) ---", highlight=False)
+    loss_text = "-" if loss["percent"] is None else f"{loss['percent']:.2f} %"
+    console.print(
+        f"{probes['sent']} probes sent, {probes['ok']} ok, {probes['late']} late, {probes['lost']} lost, "
+        f"{probes['send_error']} send errors, {loss_text} loss",
+        highlight=False,
+    )
+    if rtt["n"]:
+        console.print(
+            f"rtt min/p50/mean/p99/max = {'/'.join(_ms(rtt[key]) for key in ('min', 'p50', 'mean', 'p99', 'max'))} ms, "
+            f"jitter {_ms(rtt['jitter'])} ms",
+            highlight=False,
+        )
+    path_line = _path_line(summary)
+    if path_line:
+        console.print(path_line.strip(), highlight=False)
+    if summary.get("archive_error"):
+        console.print(f"archive NOT complete: {summary['archive_error']}", highlight=False)

@@ -4,7 +4,9 @@ from __future__ import annotations
 
 import dataclasses
 import enum
+import errno
 import hashlib
+import io
 import json
 import platform
 from datetime import datetime, timedelta, timezone
@@ -259,6 +261,62 @@ def test_leaving_the_with_block_closes_the_archive_even_on_an_exception(tmp_path
             raise KeyboardInterrupt
     assert archive.closed
     assert read_archive(archive.path)[0]["signal"] == "SIGINT"
+
+
+class DiskThatFills(io.RawIOBase):
+    """A real file on a disk that takes `capacity` bytes, then answers ENOSPC, as a full disk does
+    (short write first, then the error)."""
+
+    def __init__(self, path: Path, capacity: int) -> None:
+        self._file = open(path, "wb", buffering=0)  # noqa: SIM115 - closed with this object
+        self._room = capacity
+
+    def writable(self) -> bool:
+        return True
+
+    def write(self, data: Any) -> int:
+        if self._room == 0:
+            raise OSError(errno.ENOSPC, "No space left on device")
+        taken = bytes(data[: self._room])
+        self._room -= len(taken)
+        return self._file.write(taken)  # type: ignore[return-value]
+
+    def fileno(self) -> int:
+        return self._file.fileno()
+
+    def close(self) -> None:
+        self._file.close()
+        super().close()
+
+
+def test_a_full_disk_ends_the_archive_on_its_last_complete_line_and_is_reported_once(tmp_path: Path) -> None:
+    path = tmp_path / "full.jsonl"
+    clocks = FakeClocks()
+    archive = Archive(path, DiskThatFills(path, capacity=300), STARTED, 5000.0, clocks.monotonic, clocks.wall)
+    failures: list[OSError] = []
+    archive.on_failure = failures.append
+    written = 0
+    for seq in range(20):  # about 75 bytes a line: the disk fills on the fifth
+        archive.write("error", message=f"line {seq}")
+        written += 0 if archive.failed else 1
+    archive.close()
+    assert 0 < written < 20
+    assert [error.errno for error in failures] == [errno.ENOSPC]  # told once, not once a line
+    assert archive.failure is failures[0]
+    assert [event["message"] for event in read_archive(path)] == [f"line {seq}" for seq in range(written)]
+    assert path.read_bytes().endswith(b"\n")  # the cut line is gone, not left half-written
+
+
+def test_an_error_on_the_final_fsync_is_kept_as_the_archive_failure(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    archive = create(tmp_path, FakeClocks())
+    archive.write("error", message="kept")
+
+    def failing_fsync(fd: int) -> None:
+        raise OSError(errno.EIO, "Input/output error")
+
+    monkeypatch.setattr("tomstress.archive.os.fsync", failing_fsync)
+    archive.close()
+    assert archive.closed and archive.failure is not None and archive.failure.errno == errno.EIO
 
 
 # --- host facts ------------------------------------------------------------------------------

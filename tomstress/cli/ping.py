@@ -15,21 +15,28 @@ from typing import Any
 import typer
 from rich.console import Console
 
+from tomproto.addresses import format_host_port, ip_version, parse_host_port, resolve_host_port
 from tomproto.buildinfo import build_info
 from tomproto.errors import IdentityError
 from tomproto.identity import Identity, NodeId, load_or_create_identity
-from tomproto.node import MAX_DATAGRAM_ENVELOPE_BYTES, TRANSPORT_DATAGRAM, TRANSPORT_STREAM, Node
+from tomproto.node import TRANSPORT_DATAGRAM, TRANSPORT_STREAM, Node
 from tomproto.transport import TransportError, TransportSettings
-from tomproto.wire.envelope import MAX_ENVELOPE_BYTES, MessageType
 from tomstress import __version__
-from tomstress.addresses import host_port_option
-from tomstress.archive import SCHEMA_VERSION, Archive, host_facts
-from tomstress.cli.common import EXIT_FAILED, EXIT_OK, EXIT_UNREACHABLE, fail
+from tomstress.archive import SCHEMA_VERSION, Archive, check_archive_name, host_facts
+from tomstress.cli.common import (
+    EXIT_CODES_HELP,
+    EXIT_FAILED,
+    EXIT_OK,
+    EXIT_OUTPUT_FAILED,
+    EXIT_UNREACHABLE,
+    fail,
+    warn,
+)
 from tomstress.durations import duration_option
 from tomstress.local import local_responder
-from tomstress.ping import PHASE, PingConfig, PingRun, datagram_size_limit
-from tomstress.probe import Probe, encode_probe, minimum_probe_size
-from tomstress.render import LiveView, print_summary
+from tomstress.ping import PHASE, PingConfig, PingRun, probes_for_duration
+from tomstress.probe_sizes import size_problem
+from tomstress.render import LiveView, print_brief_summary, print_summary
 
 __all__ = ["register"]
 
@@ -43,22 +50,8 @@ def _node_id_option(text: str) -> NodeId:
         raise typer.BadParameter(str(error)) from None
 
 
-def _check_size(node: Node, config: PingConfig, run_id: str) -> None:
-    smallest = minimum_probe_size(run_id, PHASE)
-    if config.size < smallest:
-        fail(f"--size {config.size} is too small: a probe carries at least {smallest} bytes")
-    if config.transport == TRANSPORT_DATAGRAM:
-        limit = datagram_size_limit(node, config.peer, run_id)
-        if config.size > limit:
-            fail(
-                f"--size {config.size} does not fit a datagram probe: its envelope must fit one QUIC "
-                f"packet ({MAX_DATAGRAM_ENVELOPE_BYTES} bytes on the wire); use --size {limit} or less"
-            )
-        return
-    plaintext = encode_probe(Probe(run_id, PHASE, 0, 0, 0, config.size))
-    wire = len(node.seal(config.peer, MessageType.Chat, plaintext).wire)
-    if wire > MAX_ENVELOPE_BYTES * 0.95:  # leave room: the wire size varies with the ciphertext
-        fail(f"--size {config.size} makes a {wire}-byte envelope; the protocol caps envelopes at {MAX_ENVELOPE_BYTES} bytes")
+RUN_ID_HEX_CHARS = 16  # secrets.token_hex(8): the probe size limits depend on its length
+DEFAULT_COUNT = 20
 
 
 def _lab_description() -> dict[str, Any]:
@@ -72,15 +65,27 @@ def _lab_description() -> dict[str, Any]:
         return {"lab": {"unparsed": text[:1000]}}
 
 
-def _exit_code(summary: dict[str, Any], stopped_by: signal.Signals | None, config: PingConfig) -> int:
+def _loss_over_limit(summary: dict[str, Any], config: PingConfig) -> bool:
+    percent = summary["loss"]["percent"]
+    return config.max_loss_percent is not None and percent is not None and percent > config.max_loss_percent
+
+
+def _exit_code(summary: dict[str, Any], stopped_by: signal.Signals | None, config: PingConfig, output_failed: bool) -> int:
     if stopped_by is not None:
         return EXIT_SIGNAL[stopped_by]
+    if output_failed:  # the measurement is only on stdout now: that outranks any verdict
+        return EXIT_OUTPUT_FAILED
     if not summary["reached"]:
         return EXIT_UNREACHABLE
-    percent = summary["loss"]["percent"]
-    if config.max_loss_percent is not None and percent is not None and percent > config.max_loss_percent:
+    if _loss_over_limit(summary, config):
         return EXIT_FAILED
     return EXIT_OK
+
+
+def _bind_host(config: PingConfig) -> str:
+    """The wildcard of the peer's IP family: a socket of one family cannot reach the other."""
+    addresses = [address for address in (config.address, config.relay) if address is not None]
+    return "::" if addresses and ip_version(addresses[0][0]) == 6 else "0.0.0.0"
 
 
 @dataclass(frozen=True)
@@ -94,6 +99,7 @@ class Invocation:
     name: str
     as_json: bool
     live: bool
+    quiet: bool
 
 
 async def _ping(invocation: Invocation, peer: NodeId | None, address: tuple[str, int] | None) -> int:
@@ -125,13 +131,18 @@ async def _run(
 ) -> int:
     identity = invocation.identity
     config = PingConfig(peer=peer, address=address, **invocation.settings)
-    run_id = secrets.token_hex(8)
-    node = await Node.start(identity, "0.0.0.0", 0, settings=invocation.transport, relay=config.relay)
+    run_id = secrets.token_hex(RUN_ID_HEX_CHARS // 2)
+    stderr = Console(stderr=True, soft_wrap=True)  # never wrap paths and ids
     try:
-        _check_size(node, config, run_id)
         archive = Archive.create(invocation.output_dir, invocation.name, "ping")
-        stderr = Console(stderr=True, soft_wrap=True)  # never wrap paths and ids
+    except OSError as error:
+        fail(f"cannot create the archive in {invocation.output_dir}: {error.strerror or error}", EXIT_OUTPUT_FAILED)
+    # A full disk or an I/O error stops the probing: what was measured goes to stdout instead.
+    archive.on_failure = lambda _: stop.set()
+    if not invocation.quiet:
         stderr.print(f"archive: {archive.path}", highlight=False)
+    node = await Node.start(identity, _bind_host(config), 0, settings=invocation.transport, relay=config.relay)
+    try:
         with archive:
             archive.write(
                 "run_start",
@@ -150,14 +161,31 @@ async def _run(
             if stopped_by:
                 archive.write("interrupted", signal=stopped_by[0].name)
             summary["archive"] = str(archive.path)
-            summary["exit_code"] = _exit_code(summary, stopped_by[0] if stopped_by else None, config)
+            summary["archive_error"] = None
+            summary["exit_code"] = _exit_code(summary, stopped_by[0] if stopped_by else None, config, archive.failed)
             archive.write("summary", **summary)
     finally:
         await node.close()
+    if archive.failure is not None:  # also when the final fsync failed
+        error = archive.failure
+        summary["archive_error"] = f"{error.strerror or error} (errno {error.errno})"
+        summary["exit_code"] = _exit_code(summary, stopped_by[0] if stopped_by else None, config, True)
+        stderr.print(
+            f"error: cannot write the archive {archive.path}: {summary['archive_error']}; probing stopped, it holds "
+            "the events up to its last complete line, and the summary follows on stdout",
+            highlight=False,
+        )
     if summary.get("connect_error"):
         stderr.print(f"error: cannot reach the responder: {summary['connect_error']}", highlight=False)
+    if summary["exit_code"] == EXIT_FAILED:
+        stderr.print(
+            f"error: probe loss {summary['loss']['percent']:.2f} % is over --max-loss {config.max_loss_percent:g} %",
+            highlight=False,
+        )
     if invocation.as_json:
         print(json.dumps(summary))
+    elif invocation.quiet:
+        print_brief_summary(summary, Console(soft_wrap=True))
     else:
         # A pipe gets 120 columns rather than rich's default 80: the table must not be cut.
         print_summary(summary, Console(soft_wrap=True, width=None if sys.stdout.isatty() else 120))
@@ -166,25 +194,30 @@ async def _run(
 
 def ping(
     connect: NodeId | None = typer.Option(None, "--connect", parser=_node_id_option, metavar="NODEID", help="NodeId of the responder."),
-    target_addr: str | None = typer.Option(None, "--target-addr", metavar="HOST:PORT", help="UDP address of the responder."),
+    target_addr: str | None = typer.Option(None, "--target-addr", metavar="HOST:PORT", help="UDP address of the responder, e.g. 203.0.113.7:7400 or [2001:db8::7]:7400."),
     local: bool = typer.Option(False, "--local", help="Start a responder on loopback and ping it (no setup)."),
-    count: int = typer.Option(20, "--count", min=1, help="Probes to send."),
+    count: int | None = typer.Option(None, "--count", "-c", metavar="N", help=f"Probes to send, 1 or more ({DEFAULT_COUNT} without --duration or --continuous)."),
+    duration: float | None = typer.Option(None, "--duration", "-d", parser=duration_option, metavar="DURATION", help="Probe for this long instead of --count, e.g. 30s or 2h."),
     continuous: bool = typer.Option(False, "--continuous", help="Probe until interrupted (Ctrl-C); the summary still comes out."),
-    interval: float = typer.Option("500ms", "--interval", parser=duration_option, metavar="DURATION", help="Time between probe slots, e.g. 100ms."),
+    interval: float = typer.Option("500ms", "--interval", "-i", parser=duration_option, metavar="DURATION", help="Time between probe slots, e.g. 100ms."),
     timeout: float = typer.Option("10s", "--timeout", parser=duration_option, metavar="DURATION", help="A reply later than this is `late`."),
-    size: int = typer.Option(64, "--size", min=1, help="Probe plaintext size in bytes (the wire size is reported beside it)."),
+    size: int = typer.Option(
+        64, "--size", "-s", metavar="BYTES",
+        help="Probe plaintext bytes: 56 to 103503 on streams, 56 to 259 with --datagram (the wire size, about 2.5x, is reported).",
+    ),
     datagram: bool = typer.Option(False, "--datagram", help="Send probes as QUIC DATAGRAM frames (unreliable: measures path loss)."),
-    max_loss: float | None = typer.Option(None, "--max-loss", min=0.0, max=100.0, metavar="PERCENT", help="Exit 1 when probe loss exceeds this."),
+    max_loss: float | None = typer.Option(None, "--max-loss", min=0.0, max=100.0, metavar="PERCENT", help="Exit 1 when probe loss exceeds this (0 to 100)."),
     identity_file: Path | None = typer.Option(None, "--identity", help="Identity file (created if missing); ephemeral without it."),
     output_dir: Path = typer.Option(Path("results"), "--output-dir", help="Where the JSON Lines archive goes."),
-    name: str = typer.Option("tomstress", "--name", help="Archive name prefix."),
+    name: str = typer.Option("tomstress", "--name", help="Archive name prefix (a file name part: no /)."),
     as_json: bool = typer.Option(False, "--json", help="Print the summary as one JSON object on stdout."),
     no_live: bool = typer.Option(False, "--no-live", help="No live progress view."),
+    quiet: bool = typer.Option(False, "--quiet", "-q", help="No live view, no archive line: only a short summary at the end."),
     low_memory: bool = typer.Option(False, "--low-memory", help="Small transport buffers, for small devices."),
     relay: str | None = typer.Option(
         None, "--relay", metavar="HOST:PORT", help="tom-relay to register with; without --target-addr the peer is reached through it (then punched to direct)."
     ),
-) -> None:
+) -> None:  # fmt: skip
     """Ping a responder with encrypted, signed probes; report RTT, jitter, loss and availability."""
     if local == (connect is not None or target_addr is not None):
         fail("give either --local, or --connect NODEID with --target-addr HOST:PORT and/or --relay HOST:PORT")
@@ -192,26 +225,51 @@ def ping(
         fail("--connect needs --target-addr HOST:PORT, --relay HOST:PORT, or both")
     if interval <= 0 or timeout <= 0:
         fail("--interval and --timeout must be positive durations, e.g. 100ms")
-    address = None if target_addr is None else host_port_option(target_addr)
+    if sum((count is not None, duration is not None, continuous)) > 1:
+        fail("give one of --count, --duration and --continuous")
+    if count is not None and count < 1:
+        fail(f"--count {count}: give 1 or more probes")
+    if duration is not None and duration <= 0:
+        fail("--duration must be a positive duration, e.g. 30s")
+    transport = TRANSPORT_DATAGRAM if datagram else TRANSPORT_STREAM
+    problem = size_problem(size, transport, RUN_ID_HEX_CHARS, PHASE)
+    if problem is not None:
+        fail(problem)
+    try:
+        check_archive_name(name)
+    except ValueError as error:
+        fail(f"--name: {error}")
+    address = None if target_addr is None else _peer_address("--target-addr", target_addr)
+    relay_address = None if relay is None else _peer_address("--relay", relay)
+    if address is not None and relay_address is not None and ip_version(address[0]) != ip_version(relay_address[0]):
+        fail("--target-addr and --relay must be of the same IP family (both IPv4 or both IPv6): one socket serves both")
+    if continuous:
+        probes = None
+    elif duration is not None:
+        probes = probes_for_duration(duration, interval)
+    else:
+        probes = DEFAULT_COUNT if count is None else count
     settings = {
-        "count": None if continuous else count,
+        "count": probes,
         "interval_s": interval,
         "timeout_s": timeout,
         "size": size,
-        "transport": TRANSPORT_DATAGRAM if datagram else TRANSPORT_STREAM,
+        "transport": transport,
         "max_loss_percent": max_loss,
-        "relay": None if relay is None else host_port_option(relay),
+        "relay": relay_address,
+        "duration_s": duration,
     }
 
     try:
         invocation = Invocation(
-            identity=load_or_create_identity(identity_file),
+            identity=load_or_create_identity(identity_file, warn=warn),
             settings=settings,
             transport=TransportSettings.low_memory() if low_memory else TransportSettings(),
             output_dir=output_dir,
             name=name,
             as_json=as_json,
-            live=not no_live,
+            live=not (no_live or quiet),
+            quiet=quiet,
         )
         code = asyncio.run(_ping(invocation, connect, address))
     except IdentityError as error:
@@ -223,7 +281,21 @@ def ping(
     raise typer.Exit(code)
 
 
+def _peer_address(option: str, text: str) -> tuple[str, int]:
+    """A peer's HOST:PORT, checked (exit 2) and with its host name looked up once; a name that
+    does not resolve means the peer cannot be reached (exit 3: in the field that is a DNS outage
+    as often as a typo)."""
+    try:
+        address = parse_host_port(text, allow_port_zero=False)
+    except ValueError as error:
+        fail(f"{option}: {error}")
+    try:
+        return resolve_host_port(address)
+    except OSError as error:
+        fail(f"{option} {format_host_port(address)}: cannot resolve {address[0]!r}: {error.strerror or error}", EXIT_UNREACHABLE)
+
+
 def register(app: typer.Typer) -> None:
-    app.command("ping")(ping)
+    app.command("ping", epilog=EXIT_CODES_HELP)(ping)
 
 

@@ -64,3 +64,15 @@ def test_unknown_flag_is_a_usage_error() -> None:
     result = tom_stress("id", "--bogus")
     assert result.returncode == 2
     assert "--bogus" in result.stderr
+
+
+def test_an_identity_file_others_can_read_draws_a_warning_and_still_works(tmp_path: Path) -> None:
+    path = tmp_path / "identity"
+    node_id = tom_stress("keygen", "--identity", str(path)).stdout.strip()
+    private = tom_stress("id", "--identity", str(path))
+    assert private.stdout.strip() == node_id and "warning" not in private.stderr
+    path.chmod(0o644)
+    exposed = tom_stress("id", "--identity", str(path))
+    assert exposed.returncode == 0 and exposed.stdout.strip() == node_id
+    assert f"warning: identity file {path} can be read by group or others (mode 0644)" in exposed.stderr
+    assert f"chmod 600 {path}" in exposed.stderr

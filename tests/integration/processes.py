@@ -22,10 +22,11 @@ class ResponderProcess:
     process: subprocess.Popen[str]
     node_id: str
     port: int
+    host: str = "127.0.0.1"
 
     @property
     def address(self) -> str:
-        return f"127.0.0.1:{self.port}"
+        return f"[{self.host}]:{self.port}" if ":" in self.host else f"{self.host}:{self.port}"
 
     def kill(self) -> None:
         if self.process.poll() is None:
@@ -33,8 +34,9 @@ class ResponderProcess:
             self.process.wait(timeout=10)
 
 
-def start_responder(port: int = 0, identity: Path | None = None) -> ResponderProcess:
-    command = [*TOM_STRESS, "responder", "--listen", f"127.0.0.1:{port}", "--quiet"]
+def start_responder(port: int = 0, identity: Path | None = None, host: str = "127.0.0.1") -> ResponderProcess:
+    listen = f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
+    command = [*TOM_STRESS, "responder", "--listen", listen, "--quiet"]
     if identity is not None:
         command += ["--identity", str(identity)]
     process = subprocess.Popen(command, stdout=subprocess.PIPE, text=True)
@@ -47,7 +49,7 @@ def start_responder(port: int = 0, identity: Path | None = None) -> ResponderPro
         process.kill()
         raise RuntimeError("responder did not start")
     ready = json.loads(line)
-    return ResponderProcess(process, ready["node_id"], ready["port"])
+    return ResponderProcess(process, ready["node_id"], ready["port"], host)
 
 
 def start_ping(*arguments: str, output_dir: Path) -> subprocess.Popen[str]:

@@ -56,18 +56,29 @@ def test_100_probes_all_ok_and_no_rtt_beats_a_plain_udp_echo(responder, tmp_path
     assert 0 < network["p50"] < summary["rtt_ms"]["p50"]
 
 
+@pytest.mark.parametrize(
+    ("criterion", "expected_code", "message"),
+    [
+        ((), 0, None),  # the peer was reached, and no loss criterion was given
+        (("--max-loss", "5"), 1, "error: probe loss "),  # ... and the run says why it exits 1
+    ],
+)
 def test_a_responder_killed_mid_run_turns_probes_into_lost_and_the_summary_still_comes(
-    responder, tmp_path: Path
+    responder, tmp_path: Path, criterion: tuple[str, ...], expected_code: int, message: str | None
 ) -> None:
     ping = start_ping(
         "--connect", responder.node_id, "--target-addr", responder.address,
-        "--count", "40", "--interval", "100ms", "--timeout", "1s",
+        "--count", "40", "--interval", "100ms", "--timeout", "1s", *criterion,
         output_dir=tmp_path,
     )  # fmt: skip
     time.sleep(2.0)
     responder.kill()
     code, summary, stderr = finish(ping)
-    assert code == 0, stderr  # the peer was reached; no loss criterion was given
+    assert code == expected_code, stderr
+    if message is not None:
+        assert message in stderr and "is over --max-loss 5 %" in stderr, stderr
+    else:
+        assert "--max-loss" not in stderr
     assert summary is not None
     probes = summary["probes"]
     assert probes["sent"] == 40 == probes["ok"] + probes["late"] + probes["lost"] + probes["send_error"]
@@ -172,3 +183,18 @@ def test_an_interrupted_continuous_run_still_writes_its_summary(tmp_path: Path, 
     assert [event["ev"] for event in events][-2:] == ["interrupted", "summary"]
     assert events[-2]["signal"] == name
     validate_archive(Path(summary["archive"]))
+
+
+def test_an_ipv6_responder_is_pinged_at_its_bracketed_address(tmp_path: Path) -> None:
+    responder = start_responder(host="::1")
+    try:
+        ping = start_ping(
+            "--connect", responder.node_id, "--target-addr", responder.address, "-c", "10", "-i", "20ms",
+            output_dir=tmp_path,
+        )  # fmt: skip
+        code, summary, stderr = finish(ping)
+    finally:
+        responder.kill()
+    assert code == 0, stderr
+    assert summary is not None and summary["probes"]["ok"] == 10
+    assert summary["target_addr"] == f"[::1]:{responder.port}" == responder.address

@@ -8,8 +8,8 @@ from pathlib import Path
 import typer
 
 from tomproto.errors import IdentityError
-from tomproto.identity import create_identity_file, load_identity
-from tomstress.cli.common import fail
+from tomproto.identity import create_identity_file, exposure_warning, load_identity
+from tomstress.cli.common import fail, warn
 
 __all__ = ["register"]
 
@@ -39,6 +39,9 @@ def show_id(
         identity = load_identity(identity_file)
     except IdentityError as error:
         fail(str(error))
+    warning = exposure_warning(identity_file)
+    if warning is not None:
+        warn(warning)
     if as_json:
         typer.echo(json.dumps({"node_id": identity.node_id.hex, "node_id_base32": identity.node_id.base32}))
     else:

@@ -6,7 +6,7 @@ import typer
 
 from tomproto.addresses import format_host_port, parse_host_port
 
-__all__ = ["parse_host_port", "host_port_option", "format_host_port"]
+__all__ = ["parse_host_port", "host_port_option", "peer_address_option", "format_host_port"]
 
 
 def host_port_option(text: str) -> tuple[str, int]:
@@ -17,3 +17,11 @@ def host_port_option(text: str) -> tuple[str, int]:
     except ValueError as error:
         raise typer.BadParameter(str(error)) from None
 
+
+
+def peer_address_option(text: str) -> tuple[str, int]:
+    """A relay's or responder's address: as host_port_option, and port 0 is refused."""
+    try:
+        return parse_host_port(text, allow_port_zero=False)
+    except ValueError as error:
+        raise typer.BadParameter(str(error)) from None

@@ -7,7 +7,7 @@ import json
 
 import typer
 
-from tomstress.addresses import host_port_option
+from tomstress.addresses import format_host_port, peer_address_option
 from tomstress.cli.common import EXIT_UNREACHABLE, fail
 from tomstress.durations import duration_option
 from tomstress.natreport import UNKNOWN, nat_report
@@ -24,14 +24,14 @@ def nat_report_command(
     as_json: bool = typer.Option(False, "--json", help="Print the report as one JSON object."),
 ) -> None:  # fmt: skip
     """Report the NAT on this side: mapping behaviour, port preservation, and a plain verdict."""
-    relays = [host_port_option(text) for text in relay]
+    relays = [peer_address_option(text) for text in relay]
     report = asyncio.run(nat_report(relays, timeout))
     if as_json:
         print(json.dumps(report.as_dict()))
     else:
         print(f"verdict: {report.verdict}")
         for relay_address, mapped in report.observations:
-            print(f"  via {relay_address[0]}:{relay_address[1]}: seen as {'no answer' if mapped is None else f'{mapped[0]}:{mapped[1]}'}")
+            print(f"  via {format_host_port(relay_address)}: seen as {'no answer' if mapped is None else format_host_port(mapped)}")
         print(f"  port preserved: {report.port_preserved}; mapping varies by destination address: "
               f"{report.varies_by_address}, by port: {report.varies_by_port} (None = not tested)")  # fmt: skip
     if all(mapped is None for _, mapped in report.observations):

@@ -18,7 +18,11 @@ from rich.console import Console
 from tomproto.buildinfo import build_info
 from tomproto.errors import IdentityError
 from tomproto.identity import Identity, NodeId, load_or_create_identity
+from tomproto.lifeline import watch_outermost
 from tomproto.node import MAX_DATAGRAM_ENVELOPE_BYTES, TRANSPORT_DATAGRAM, TRANSPORT_STREAM, Node
+from tomproto.stopsignals import EXIT_SIGNAL as STOP_SIGNAL_EXIT
+from tomproto.stopsignals import install_stop_handlers
+from tomproto.terminal import guarded_stderr, guarded_stdout
 from tomproto.transport import TransportError, TransportSettings
 from tomproto.wire.envelope import MAX_ENVELOPE_BYTES, MessageType
 from tomstress import __version__
@@ -33,7 +37,7 @@ from tomstress.render import LiveView, print_summary
 
 __all__ = ["register"]
 
-EXIT_SIGNAL = {signal.SIGINT: 130, signal.SIGTERM: 143}
+EXIT_SIGNAL = STOP_SIGNAL_EXIT  # 129 SIGHUP, 130 SIGINT, 143 SIGTERM (tomproto/stopsignals.py)
 
 
 def _node_id_option(text: str) -> NodeId:
@@ -105,8 +109,10 @@ async def _ping(invocation: Invocation, peer: NodeId | None, address: tuple[str,
         stopped_by.append(signum)
         stop.set()
 
-    for signum in EXIT_SIGNAL:
-        loop.add_signal_handler(signum, on_signal, signum)
+    install_stop_handlers(loop, on_signal)  # SIGHUP stays ignored under nohup
+    # In the static binary, a SIGKILL of the process the user started reaches neither us nor
+    # our responder: stop as if SIGTERM'd when it goes (tomproto/lifeline.py).
+    watch_outermost(loop, lambda: on_signal(signal.SIGTERM))
 
     if peer is None:  # --local
         # The local responder runs on the same small device: it gets the same profile.
@@ -130,7 +136,8 @@ async def _run(
     try:
         _check_size(node, config, run_id)
         archive = Archive.create(invocation.output_dir, invocation.name, "ping")
-        stderr = Console(stderr=True, soft_wrap=True)  # never wrap paths and ids
+        # Never wrap paths and ids; a terminal gone (EIO, EPIPE) drops output, never the run.
+        stderr = Console(file=guarded_stderr(), soft_wrap=True)  # type: ignore[arg-type]
         stderr.print(f"archive: {archive.path}", highlight=False)
         with archive:
             archive.write(
@@ -156,11 +163,13 @@ async def _run(
         await node.close()
     if summary.get("connect_error"):
         stderr.print(f"error: cannot reach the responder: {summary['connect_error']}", highlight=False)
+    # The archive is closed by now: a terminal gone (EIO, EPIPE) loses this output, not the run's exit code.
+    stdout = guarded_stdout()
     if invocation.as_json:
-        print(json.dumps(summary))
+        print(json.dumps(summary), file=stdout, flush=True)
     else:
         # A pipe gets 120 columns rather than rich's default 80: the table must not be cut.
-        print_summary(summary, Console(soft_wrap=True, width=None if sys.stdout.isatty() else 120))
+        print_summary(summary, Console(file=stdout, soft_wrap=True, width=None if sys.stdout.isatty() else 120))  # type: ignore[arg-type]
     return summary["exit_code"]
 
 

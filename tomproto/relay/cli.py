@@ -60,9 +60,6 @@ async def _serve(listens: list[tuple[str, int]], identity_file: Path | None, sta
         _fail(f"cannot listen on {format_host_port(listens[len(server.sockets)])}: {error.strerror or error}")
     started_s = time.monotonic()
     out, err = guarded_stdout(), guarded_stderr()
-    addresses = [format_host_port(address) for address in server.addresses]
-    print(json.dumps({"event": "listening", "relay_id": server.identity.node_id.hex, "addresses": addresses}), file=out, flush=True)
-    print(f"tom-relay {server.identity.node_id.hex} on {', '.join(addresses)} (udp)", file=err, flush=True)
     loop = asyncio.get_running_loop()
     stopped = asyncio.Event()
     stopped_by: list[str] = []
@@ -74,9 +71,13 @@ async def _serve(listens: list[tuple[str, int]], identity_file: Path | None, sta
     def print_line(event: str, **extra: Any) -> None:
         print(json.dumps({"event": event, **extra, **server.stats()}), file=out, flush=True)
 
+    # Before the `listening` line: whoever reads it may signal us at once, and must find us ready.
     install_stop_handlers(loop, lambda signum: stop(signum.name))
     watch_outermost(loop, lambda: stop("outermost_gone"))  # the static binary's bootloader was killed
     loop.add_signal_handler(signal.SIGUSR1, print_line, "stats")
+    addresses = [format_host_port(address) for address in server.addresses]
+    print(json.dumps({"event": "listening", "relay_id": server.identity.node_id.hex, "addresses": addresses}), file=out, flush=True)
+    print(f"tom-relay {server.identity.node_id.hex} on {', '.join(addresses)} (udp)", file=err, flush=True)
     while not stopped.is_set():  # one pass per stats interval, until stopped
         try:
             await asyncio.wait_for(stopped.wait(), stats_interval_s)

@@ -88,6 +88,23 @@ async def _serve(
     except TransportError as error:
         fail(str(error), EXIT_UNREACHABLE)
     started_s = time.monotonic()
+    # Before the `listening` line: whoever reads it may stop us at once, and must find us stoppable.
+    stopped = asyncio.Event()
+    stopped_by: list[str] = []
+
+    def stop(reason: str) -> None:
+        stopped_by.append(reason)
+        stopped.set()
+
+    loop = asyncio.get_running_loop()
+    install_stop_handlers(loop, lambda signum: stop(signum.name))
+    watch_outermost(loop, lambda: stop("outermost_gone"))
+    if stop_on_stdin_eof:
+        try:
+            watch_eof(loop, sys.stdin.fileno(), lambda: stop("stdin_eof"))
+        except (OSError, ValueError):
+            await responder.close()
+            fail("--stop-on-stdin-eof needs a pipe on stdin")
     out, err = guarded_stdout(), guarded_stderr()  # a terminal that goes away must not stop us
     responder.node.endpoint.on_event = lambda event: _print_event(event, out)  # type: ignore[union-attr]
     bound_host, bound_port = responder.node.endpoint.local_address  # type: ignore[union-attr]
@@ -114,22 +131,6 @@ async def _serve(
         how = f"--relay {format_host_port(relay)}" if relay else f"--target-addr {addresses[0]}"
         print(f"ping it with: tom-stress ping --connect {identity.node_id.hex} {how}", file=err, flush=True)
 
-    stopped = asyncio.Event()
-    stopped_by: list[str] = []
-
-    def stop(reason: str) -> None:
-        stopped_by.append(reason)
-        stopped.set()
-
-    loop = asyncio.get_running_loop()
-    install_stop_handlers(loop, lambda signum: stop(signum.name))
-    watch_outermost(loop, lambda: stop("outermost_gone"))
-    if stop_on_stdin_eof:
-        try:
-            watch_eof(loop, sys.stdin.fileno(), lambda: stop("stdin_eof"))
-        except (OSError, ValueError):
-            await responder.close()
-            fail("--stop-on-stdin-eof needs a pipe on stdin")
     await stopped.wait()
     await responder.close()
     final = _final_counters(responder, stopped_by[0], time.monotonic() - started_s)

@@ -8,32 +8,25 @@ Two cases, one idea (watch, from the event loop, something that ends when the ot
   bootloader runs PyInstaller's, which runs Python as its child, so the tree is
   bootloader -> PyInstaller parent -> us. Each forwards SIGINT and SIGTERM, but a SIGKILL of the
   outermost leaves the other two running, with nobody to stop them. `watch_outermost` finds the
-  bootloader (the nearest ancestor that runs another executable than ours: PyInstaller's parent
-  runs the same one) and watches it with a pidfd, or, where the kernel has none (before 5.3), by
-  polling /proc. Outside the static binary (no STATICX_PROG_PATH) there is nothing to watch: the
-  Python process is the one the user started.
+  bootloader (our grandparent) and watches it with a pidfd, or, where the kernel has none (before
+  5.3), by polling /proc. Outside the static binary (no STATICX_PROG_PATH) there is nothing to
+  watch: the Python process is the one the user started.
 """
 
 from __future__ import annotations
 
 import asyncio
 import os
+import sys
 from collections.abc import Callable
 
 __all__ = ["watch_eof", "watch_outermost", "watch_process", "outermost_pid", "POLL_INTERVAL_S"]
 
 POLL_INTERVAL_S = 0.25  # the fallback's delay in noticing a death; the pidfd has none
-MAX_ANCESTORS = 8  # bootloader -> PyInstaller parent -> us is two steps; the bound keeps a walk finite
+PYINSTALLER_LEVELS = 1  # processes between staticx's bootloader and a frozen us
 READ_BYTES = 4096
 
 Cancel = Callable[[], None]
-
-
-def _exe(pid: int | str) -> str | None:
-    try:
-        return os.readlink(f"/proc/{pid}/exe")
-    except OSError:
-        return None
 
 
 def _stat_fields(pid: int) -> list[str] | None:
@@ -55,16 +48,12 @@ def outermost_pid() -> int | None:
     """The staticx bootloader's pid when we run inside the static binary; None otherwise."""
     if not os.environ.get("STATICX_PROG_PATH"):
         return None
-    ours = _exe("self")
-    candidate = os.getppid()
-    for _ in range(MAX_ANCESTORS):
-        if ours is None or candidate <= 1 or _exe(candidate) != ours:
-            break
-        parent = _parent_of(candidate)
-        if parent is None:
-            break
-        candidate = parent
-    return candidate if candidate > 1 else None
+    # PyInstaller's one-file parent sits between the bootloader and a frozen us. Found by position,
+    # not by comparing executables: under qemu-user every process's executable is qemu.
+    pid: int | None = os.getppid()
+    for _ in range(PYINSTALLER_LEVELS if getattr(sys, "frozen", False) else 0):
+        pid = _parent_of(pid) if pid is not None else None
+    return pid if pid is not None and pid > 1 else None
 
 
 def _running(pid: int, start_ticks: str | None) -> bool:

@@ -3,6 +3,7 @@ SIGKILL of the process the user started. Real processes over loopback; every wai
 
 from __future__ import annotations
 
+import asyncio
 import json
 import os
 import pty
@@ -18,6 +19,7 @@ from typing import Any
 import pytest
 
 from tests.integration.processes import TOM_STRESS, finish, start_responder
+from tomproto import lifeline
 from tomproto.sealing import RejectReason
 from tomstress.archive import read_archive, validate_archive
 from tomstress.responder import COUNTERS
@@ -312,12 +314,12 @@ def test_the_relay_prints_its_final_stats_when_stopped(signum: signal.Signals) -
 
 
 def test_in_the_static_binary_a_sigkill_of_the_outermost_process_stops_the_responder() -> None:
-    # The binary's tree is bootloader (another executable) -> PyInstaller's parent (our executable)
-    # -> us. Here: sh -> python -> python -m tomstress responder, with STATICX_PROG_PATH set.
-    middle = "import subprocess, sys; subprocess.run(sys.argv[1:])"
+    # In the binary, staticx's bootloader runs PyInstaller's parent, which runs us (frozen): we
+    # watch our grandparent. Not frozen, with STATICX_PROG_PATH set, we watch our parent: here a
+    # shell standing for the bootloader (it does not exec the command, it waits for it).
     responder_command = " ".join([*TOM_STRESS, "responder", "--listen", "127.0.0.1:0", "--quiet"])
     bootloader = subprocess.Popen(
-        ["/bin/sh", "-c", f"{sys.executable} -c '{middle}' {responder_command}; exit 0"],
+        ["/bin/sh", "-c", f"{responder_command}; exit 0"],
         stdout=subprocess.PIPE, text=True, env={**os.environ, "STATICX_PROG_PATH": "/nonexistent/tom-stress"},
     )  # fmt: skip
     ours: dict[int, str] = {}
@@ -329,8 +331,50 @@ def test_in_the_static_binary_a_sigkill_of_the_outermost_process_stops_the_respo
         bootloader.wait(timeout=BOUND_S)
         *_, stopped = json_lines(bootloader.stdout, "stopped", timeout_s=GONE_WITHIN_S)
         assert stopped["stopped_by"] == "outermost_gone"
-        wait_until(lambda: not any(running(pid, start) for pid, start in ours.items()), "the tree to exit", GONE_WITHIN_S)
+        wait_until(lambda: not any(running(pid, start) for pid, start in ours.items()), "the responder to exit", GONE_WITHIN_S)
     finally:
         for pid, start in ours.items():
             if running(pid, start):
                 os.kill(pid, signal.SIGKILL)
+
+
+@pytest.mark.parametrize("pidfd", [True, False], ids=["pidfd", "polling (kernels before 5.3)"])
+def test_watch_process_notices_a_death_by_sigkill(monkeypatch: pytest.MonkeyPatch, pidfd: bool) -> None:
+    if not pidfd:
+        monkeypatch.delattr(os, "pidfd_open")
+
+    async def scenario() -> float:
+        loop = asyncio.get_running_loop()
+        gone = asyncio.Event()
+        watched = subprocess.Popen(["sleep", "60"])  # our child: it stays a zombie until reaped
+        try:
+            lifeline.watch_process(loop, watched.pid, gone.set)
+            await asyncio.sleep(0.3)
+            assert not gone.is_set()
+            killed_at = loop.time()
+            watched.kill()
+            await asyncio.wait_for(gone.wait(), GONE_WITHIN_S)
+            return loop.time() - killed_at
+        finally:
+            watched.kill()
+            watched.wait(timeout=BOUND_S)
+
+    assert asyncio.run(scenario()) <= lifeline.POLL_INTERVAL_S + 0.5
+
+
+def test_watch_eof_fires_when_the_writer_closes() -> None:
+    async def scenario() -> None:
+        loop = asyncio.get_running_loop()
+        ended = asyncio.Event()
+        reader, writer = os.pipe()
+        try:
+            lifeline.watch_eof(loop, reader, ended.set)
+            os.write(writer, b"data is not the end")
+            await asyncio.sleep(0.2)
+            assert not ended.is_set()
+            os.close(writer)
+            await asyncio.wait_for(ended.wait(), GONE_WITHIN_S)
+        finally:
+            os.close(reader)
+
+    asyncio.run(scenario())

@@ -61,9 +61,9 @@ for _ in $(seq 1200); do  # up to 120 s (emulated binaries start slowly): until 
 done
 grep -q '"ev":"probe"' "$root"/tmp/results-killed/*.jsonl 2>/dev/null || { echo "ping --local never probed" >&2; kill -9 "$outer"; exit 1; }
 tree=$(descendants "$outer")
-echo "processes under $outer:"; while read -r pid _; do echo "  $pid $(tr '\0' ' ' </proc/"$pid"/cmdline 2>/dev/null)"; done <<<"$tree"
-echo "$tree" | while read -r pid _; do tr '\0' ' ' </proc/"$pid"/cmdline 2>/dev/null; echo; done | grep -q responder \
-    || { echo "no responder under $outer" >&2; kill -9 "$outer"; exit 1; }
+commands=$(while read -r pid _; do echo "  $pid $(tr '\0' ' ' </proc/"$pid"/cmdline 2>/dev/null)"; done <<<"$tree")
+echo "processes under $outer:"; echo "$commands"
+case "$commands" in *" responder "*) ;; *) echo "no responder under $outer" >&2; kill -9 "$outer"; exit 1 ;; esac
 kill -KILL "$outer"
 wait "$outer" 2>/dev/null || true
 left=""

@@ -55,11 +55,15 @@ async def local_responder(
             raise TransportError(f"the local responder did not start ({type(error).__name__})") from None
         yield node_id, ("127.0.0.1", port), process
     finally:
-        process.stdin.close()  # the lifeline's end: the child stops on its own; terminate makes sure
-        if process.returncode is None:
-            process.terminate()
+        # Closing the lifeline stops the child; a SIGTERM too would land in the middle of its
+        # shutdown (asyncio closes its wakeup fd before removing its handlers, and complains).
+        process.stdin.close()
+        for stop in (None, process.terminate, process.kill):
+            if process.returncode is not None:
+                break
+            if stop is not None:
+                stop()
             try:
                 await asyncio.wait_for(process.wait(), STOP_TIMEOUT_S)
             except asyncio.TimeoutError:
-                process.kill()
-                await process.wait()
+                pass

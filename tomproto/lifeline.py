@@ -23,6 +23,7 @@ from collections.abc import Callable
 __all__ = ["watch_eof", "watch_outermost", "watch_process", "outermost_pid", "POLL_INTERVAL_S"]
 
 POLL_INTERVAL_S = 0.25  # the fallback's delay in noticing a death; the pidfd has none
+OUTERMOST_GRACE_S = 0.2  # see watch_outermost
 PYINSTALLER_LEVELS = 1  # processes between staticx's bootloader and a frozen us
 READ_BYTES = 4096
 
@@ -117,9 +118,14 @@ def _poll(loop: asyncio.AbstractEventLoop, pid: int, on_gone: Callable[[], None]
 
 
 def watch_outermost(loop: asyncio.AbstractEventLoop, on_gone: Callable[[], None]) -> Cancel | None:
-    """In the static binary, call `on_gone()` when the process the user started exits; else None."""
+    """In the static binary, call `on_gone()` when the process the user started exits; else None.
+
+    The call comes OUTERMOST_GRACE_S late: a hangup sent to the whole process group kills the
+    bootloader (it does not handle SIGHUP) and reaches us too, and the signal, which says why we
+    stop, must be seen first.
+    """
     pid = outermost_pid()
-    return None if pid is None else watch_process(loop, pid, on_gone)
+    return None if pid is None else watch_process(loop, pid, lambda: loop.call_later(OUTERMOST_GRACE_S, on_gone))
 
 
 def watch_eof(loop: asyncio.AbstractEventLoop, fd: int, on_eof: Callable[[], None]) -> Cancel:

@@ -313,13 +313,21 @@ def test_the_relay_prints_its_final_stats_when_stopped(signum: signal.Signals) -
 # -- the static binary's bootloader, imitated ----------------------------------------------------
 
 
-def test_in_the_static_binary_a_sigkill_of_the_outermost_process_stops_the_responder() -> None:
+@pytest.mark.parametrize(
+    ("to_group", "signum", "stopped_by"),
+    [(False, signal.SIGKILL, "outermost_gone"), (True, signal.SIGHUP, "SIGHUP")],
+    ids=["SIGKILL of the outermost", "hangup of the group"],
+)
+def test_in_the_static_binary_the_death_of_the_outermost_process_stops_the_responder(
+    to_group: bool, signum: signal.Signals, stopped_by: str
+) -> None:
     # In the binary, staticx's bootloader runs PyInstaller's parent, which runs us (frozen): we
     # watch our grandparent. Not frozen, with STATICX_PROG_PATH set, we watch our parent: here a
-    # shell standing for the bootloader (it does not exec the command, it waits for it).
+    # shell standing for the bootloader (it waits for the command, and a SIGHUP kills it, as it
+    # kills the bootloader). A hangup of the whole group must be recorded as the hangup it is.
     responder_command = " ".join([*TOM_STRESS, "responder", "--listen", "127.0.0.1:0", "--quiet"])
     bootloader = subprocess.Popen(
-        ["/bin/sh", "-c", f"{responder_command}; exit 0"],
+        ["/bin/sh", "-c", f"{responder_command}; exit 0"], start_new_session=True,
         stdout=subprocess.PIPE, text=True, env={**os.environ, "STATICX_PROG_PATH": "/nonexistent/tom-stress"},
     )  # fmt: skip
     ours: dict[int, str] = {}
@@ -327,10 +335,13 @@ def test_in_the_static_binary_a_sigkill_of_the_outermost_process_stops_the_respo
         assert bootloader.stdout is not None
         list(json_lines(bootloader.stdout, "listening"))
         ours = descendants(bootloader.pid)
-        bootloader.send_signal(signal.SIGKILL)
+        if to_group:
+            os.killpg(bootloader.pid, signum)
+        else:
+            bootloader.send_signal(signum)
         bootloader.wait(timeout=BOUND_S)
         *_, stopped = json_lines(bootloader.stdout, "stopped", timeout_s=GONE_WITHIN_S)
-        assert stopped["stopped_by"] == "outermost_gone"
+        assert stopped["stopped_by"] == stopped_by
         wait_until(lambda: not any(running(pid, start) for pid, start in ours.items()), "the responder to exit", GONE_WITHIN_S)
     finally:
         for pid, start in ours.items():

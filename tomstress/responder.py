@@ -18,7 +18,10 @@ from tomproto.transport import ConnectionBusy, ConnectionLost, DatagramTooLarge,
 from tomproto.wire.envelope import MessageType
 from tomstress.probe import FollowUp, encode_reply, parse_probe
 
-__all__ = ["Responder"]
+__all__ = ["Responder", "COUNTERS"]
+
+# Every key of Responder.counts, so that a report lists the zeros too.
+COUNTERS = ("probes_answered", "not_a_probe", "reply_too_large", "reply_dropped_busy", "reply_failed")
 
 
 # Follow-ups wait for the next probe of their run; beyond this many runs the oldest is forgotten.

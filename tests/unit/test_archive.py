@@ -524,7 +524,7 @@ def test_an_unknown_event_is_rejected(tmp_path: Path) -> None:
         ("run_start", {}, lambda e: e["node_ids"].update(peer=PEER_NODE.upper()), "node_ids"),
         ("run_start", {}, lambda e: e["host"].update(hostname="alice-macbook"), "'hostname' was unexpected"),
         ("run_start", {}, lambda e: e.pop("campaign_sha256"), "'campaign_sha256' is a required property"),
-        ("interrupted", {}, lambda e: e.update(signal="SIGHUP"), "'SIGHUP' is not one of"),
+        ("interrupted", {}, lambda e: e.update(signal="SIGUSR1"), "'SIGUSR1' is not one of"),
         ("summary", {}, lambda e: e["probes"].pop("out_of_order"), "'out_of_order' is a required property"),
     ],
 )

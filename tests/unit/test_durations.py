@@ -7,7 +7,7 @@ import typer
 from hypothesis import given
 from hypothesis import strategies as st
 
-from tomstress.durations import duration_option, format_duration, parse_duration
+from tomproto.durations import duration_option, format_duration, parse_duration
 
 ACCEPTED_FORM = "e.g. 100ms, 2s, 5m or 1h"
 

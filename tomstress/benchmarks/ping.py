@@ -37,7 +37,7 @@ from tomproto.transport.quic import ALPN
 from tomproto.wire.envelope import MessageType
 from tomstress.archive import Archive
 from tomstress.benchmarks.peers import REPORT_REQUEST
-from tomstress.durations import parse_duration
+from tomproto.durations import parse_duration
 from tomstress.ping import PingConfig, PingRun
 from tomstress.probe import Probe, encode_probe
 from tomstress.stats import summarize

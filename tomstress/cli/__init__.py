@@ -1,7 +1,7 @@
 """The tom-stress command line: one module per command group, thin commands over library calls.
 
 Exit codes (spec/measurement.md §4): 0 success, 1 a phase failed its criteria, 2 usage or
-configuration error, 3 the peer was never reached, 130/143 interrupted.
+configuration error, 3 the peer was never reached, 129/130/143 interrupted (SIGHUP/SIGINT/SIGTERM).
 """
 
 from __future__ import annotations

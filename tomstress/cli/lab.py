@@ -12,7 +12,7 @@ import time
 import typer
 
 from tomstress.cli.common import EXIT_USAGE, fail
-from tomstress.durations import parse_duration
+from tomproto.durations import parse_duration
 from tomstress.lab.netns import TOPOLOGIES, LabError, Topology, teardown
 from tomstress.lab.session import STATE_DIR, Impairments, schedule_outages, start, stop
 

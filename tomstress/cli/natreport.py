@@ -9,7 +9,7 @@ import typer
 
 from tomstress.addresses import format_host_port, peer_address_option
 from tomstress.cli.common import EXIT_UNREACHABLE, fail
-from tomstress.durations import duration_option
+from tomproto.durations import duration_option
 from tomstress.natreport import UNKNOWN, nat_report
 
 __all__ = ["register"]

@@ -19,7 +19,10 @@ from tomproto.addresses import format_host_port, ip_version, parse_host_port, re
 from tomproto.buildinfo import build_info
 from tomproto.errors import IdentityError
 from tomproto.identity import Identity, NodeId, load_or_create_identity
+from tomproto.lifeline import watch_outermost
 from tomproto.node import TRANSPORT_DATAGRAM, TRANSPORT_STREAM, Node
+from tomproto.stopsignals import EXIT_SIGNAL, install_stop_handlers
+from tomproto.terminal import guarded_stderr, guarded_stdout
 from tomproto.transport import TransportError, TransportSettings
 from tomstress import __version__
 from tomstress.archive import SCHEMA_VERSION, Archive, check_archive_name, host_facts
@@ -32,15 +35,13 @@ from tomstress.cli.common import (
     fail,
     warn,
 )
-from tomstress.durations import duration_option
+from tomproto.durations import duration_option
 from tomstress.local import local_responder
 from tomstress.ping import PHASE, PingConfig, PingRun, probes_for_duration
 from tomstress.probe_sizes import size_problem
 from tomstress.render import LiveView, print_brief_summary, print_summary
 
 __all__ = ["register"]
-
-EXIT_SIGNAL = {signal.SIGINT: 130, signal.SIGTERM: 143}
 
 
 def _node_id_option(text: str) -> NodeId:
@@ -111,8 +112,10 @@ async def _ping(invocation: Invocation, peer: NodeId | None, address: tuple[str,
         stopped_by.append(signum)
         stop.set()
 
-    for signum in EXIT_SIGNAL:
-        loop.add_signal_handler(signum, on_signal, signum)
+    install_stop_handlers(loop, on_signal)  # SIGHUP stays ignored under nohup
+    # In the static binary, a SIGKILL of the process the user started reaches neither us nor
+    # our responder: stop as if SIGTERM'd when it goes (tomproto/lifeline.py).
+    watch_outermost(loop, lambda: on_signal(signal.SIGTERM))
 
     if peer is None:  # --local
         # The local responder runs on the same small device: it gets the same profile.
@@ -132,7 +135,8 @@ async def _run(
     identity = invocation.identity
     config = PingConfig(peer=peer, address=address, **invocation.settings)
     run_id = secrets.token_hex(RUN_ID_HEX_CHARS // 2)
-    stderr = Console(stderr=True, soft_wrap=True)  # never wrap paths and ids
+    # Never wrap paths and ids; a terminal gone (EIO, EPIPE) drops output, never the run.
+    stderr = Console(file=guarded_stderr(), soft_wrap=True)  # type: ignore[arg-type]
     try:
         archive = Archive.create(invocation.output_dir, invocation.name, "ping")
     except OSError as error:
@@ -182,13 +186,15 @@ async def _run(
             f"error: probe loss {summary['loss']['percent']:.2f} % is over --max-loss {config.max_loss_percent:g} %",
             highlight=False,
         )
+    # The archive is closed by now: a terminal gone (EIO, EPIPE) loses this output, not the run's exit code.
+    stdout = guarded_stdout()
     if invocation.as_json:
-        print(json.dumps(summary))
+        print(json.dumps(summary), file=stdout, flush=True)
     elif invocation.quiet:
-        print_brief_summary(summary, Console(soft_wrap=True))
+        print_brief_summary(summary, Console(file=stdout, soft_wrap=True))  # type: ignore[arg-type]
     else:
         # A pipe gets 120 columns rather than rich's default 80: the table must not be cut.
-        print_summary(summary, Console(soft_wrap=True, width=None if sys.stdout.isatty() else 120))
+        print_summary(summary, Console(file=stdout, soft_wrap=True, width=None if sys.stdout.isatty() else 120))  # type: ignore[arg-type]
     return summary["exit_code"]
 
 

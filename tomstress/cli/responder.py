@@ -1,22 +1,29 @@
-"""`tom-stress responder`: answer probes until stopped."""
+"""`tom-stress responder`: answer probes until stopped (SIGINT, SIGTERM, SIGHUP unless ignored), then
+print the final counters as a `stopped` JSON line on stdout."""
 
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import json
-import signal
 import sys
+import time
 from pathlib import Path
+from typing import Any, TextIO
 
 import typer
 
 from tomproto.errors import IdentityError
 from tomproto.identity import load_or_create_identity
+from tomproto.lifeline import watch_eof, watch_outermost
+from tomproto.sealing import RejectReason
+from tomproto.stopsignals import install_stop_handlers
+from tomproto.terminal import guarded_stderr, guarded_stdout
 from tomproto.transport import PathChanged, TransportError, TransportSettings
 from tomproto.transport.relay_client import local_ipv4_addresses
 from tomstress.addresses import format_host_port, host_port_option
 from tomstress.cli.common import EXIT_UNREACHABLE, fail
-from tomstress.responder import Responder
+from tomstress.responder import COUNTERS, Responder
 
 __all__ = ["register"]
 
@@ -30,7 +37,7 @@ def _addresses(host: str, port: int) -> list[str]:
     return [format_host_port((address, port)) for address in local_ipv4_addresses()] or [format_host_port((host, port))]
 
 
-def _print_event(event: object) -> None:
+def _print_event(event: object, out: TextIO) -> None:
     """Path changes as JSON lines on stdout: the responder side of the path telemetry."""
     if isinstance(event, PathChanged):
         print(
@@ -44,12 +51,32 @@ def _print_event(event: object) -> None:
                     "time_to_direct_s": event.time_to_direct_s,
                 }
             ),
+            file=out,
             flush=True,
         )
 
 
+def _final_counters(responder: Responder, stopped_by: str, uptime_s: float) -> dict[str, Any]:
+    """What was answered, what was refused and why, and the transport's own counts (zeros included)."""
+    node = responder.node
+    assert node is not None and node.endpoint is not None  # noqa: S101 - started before any stop
+    return {
+        "event": "stopped",
+        "stopped_by": stopped_by,
+        "uptime_s": round(uptime_s, 3),
+        "counts": {key: responder.counts[key] for key in (*COUNTERS, *responder.counts)},
+        "rejected": {reason.value: node.rejected[reason.value] for reason in RejectReason},
+        "transport": dataclasses.asdict(node.endpoint.counters),
+    }
+
+
 async def _serve(
-    identity_file: Path | None, listen: tuple[str, int], quiet: bool, low_memory: bool, relay: tuple[str, int] | None
+    identity_file: Path | None,
+    listen: tuple[str, int],
+    quiet: bool,
+    low_memory: bool,
+    relay: tuple[str, int] | None,
+    stop_on_stdin_eof: bool,
 ) -> None:
     identity = load_or_create_identity(identity_file)
     host, port = listen
@@ -60,7 +87,26 @@ async def _serve(
         fail(f"cannot listen on {format_host_port(listen)}: {error.strerror or error}")
     except TransportError as error:
         fail(str(error), EXIT_UNREACHABLE)
-    responder.node.endpoint.on_event = _print_event  # type: ignore[union-attr]
+    started_s = time.monotonic()
+    # Before the `listening` line: whoever reads it may stop us at once, and must find us stoppable.
+    stopped = asyncio.Event()
+    stopped_by: list[str] = []
+
+    def stop(reason: str) -> None:
+        stopped_by.append(reason)
+        stopped.set()
+
+    loop = asyncio.get_running_loop()
+    install_stop_handlers(loop, lambda signum: stop(signum.name))
+    watch_outermost(loop, lambda: stop("outermost_gone"))
+    if stop_on_stdin_eof:
+        try:
+            watch_eof(loop, sys.stdin.fileno(), lambda: stop("stdin_eof"))
+        except (OSError, ValueError):
+            await responder.close()
+            fail("--stop-on-stdin-eof needs a pipe on stdin")
+    out, err = guarded_stdout(), guarded_stderr()  # a terminal that goes away must not stop us
+    responder.node.endpoint.on_event = lambda event: _print_event(event, out)  # type: ignore[union-attr]
     bound_host, bound_port = responder.node.endpoint.local_address  # type: ignore[union-attr]
     addresses = _addresses(bound_host, bound_port)
     relay_client = responder.node.endpoint.relay  # type: ignore[union-attr]
@@ -76,23 +122,26 @@ async def _serve(
                 "observed_address": format_host_port(relay_client.observed_address) if relay_client else None,
             }
         ),
+        file=out,
         flush=True,
     )
     if not quiet:
-        print(f"responder {identity.node_id.hex}", file=sys.stderr)
-        print(f"listening on {format_host_port((bound_host, bound_port))} (udp)", file=sys.stderr)
+        print(f"responder {identity.node_id.hex}", file=err)
+        print(f"listening on {format_host_port((bound_host, bound_port))} (udp)", file=err)
         how = f"--relay {format_host_port(relay)}" if relay else f"--target-addr {addresses[0]}"
-        print(f"ping it with: tom-stress ping --connect {identity.node_id.hex} {how}", file=sys.stderr)
-    stopped = asyncio.Event()
-    loop = asyncio.get_running_loop()
-    for signum in (signal.SIGINT, signal.SIGTERM):
-        loop.add_signal_handler(signum, stopped.set)
+        print(f"ping it with: tom-stress ping --connect {identity.node_id.hex} {how}", file=err, flush=True)
+
     await stopped.wait()
     await responder.close()
+    final = _final_counters(responder, stopped_by[0], time.monotonic() - started_s)
+    print(json.dumps(final), file=out, flush=True)
     if not quiet:
-        counts = dict(responder.counts)
-        rejected = dict(responder.node.rejected)  # type: ignore[union-attr]
-        print(f"stopped: {json.dumps(counts)}; rejected envelopes: {json.dumps(rejected)}", file=sys.stderr)
+        print(
+            f"stopped by {final['stopped_by']} after {final['uptime_s']:.1f} s: {json.dumps(final['counts'])}; "
+            f"rejected envelopes: {json.dumps(final['rejected'])}",
+            file=err,
+            flush=True,
+        )
 
 
 def responder(
@@ -105,11 +154,14 @@ def responder(
         False, "--low-memory", help="Small flow-control windows and stream/connection caps, for small devices."
     ),
     relay: str | None = typer.Option(None, "--relay", metavar="HOST:PORT", help="Register with this tom-relay (reachable behind NAT)."),
+    stop_on_stdin_eof: bool = typer.Option(
+        False, "--stop-on-stdin-eof", hidden=True, help="Stop when stdin (a pipe from the parent) ends: ping --local's lifeline."
+    ),
 ) -> None:
     """Answer probes: print the NodeId and addresses (and one JSON line on stdout), run until stopped."""
     try:
         relay_address = None if relay is None else host_port_option(relay)
-        asyncio.run(_serve(identity_file, host_port_option(listen), quiet, low_memory, relay_address))
+        asyncio.run(_serve(identity_file, host_port_option(listen), quiet, low_memory, relay_address, stop_on_stdin_eof))
     except IdentityError as error:
         fail(str(error))
 

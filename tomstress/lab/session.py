@@ -152,7 +152,7 @@ def start(topology_name: str, impairments: Impairments, prefix: str | None = Non
         _apply(session)
         relay = subprocess.Popen(
             [*topology.exec_prefix("pub"), *own_command(), "relay", *sum((["--listen", r] for r in RELAYS), []),
-             "--stats-interval", "3600"],
+             "--stats-interval", "1h"],
             stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True,
         )  # fmt: skip
         session.relay_index = len(session.processes)

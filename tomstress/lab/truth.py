@@ -21,7 +21,7 @@ from typing import Any
 
 from tomstress.lab.netns import RELAY_IP
 from tomstress.archive import read_archive
-from tomstress.durations import parse_duration
+from tomproto.durations import parse_duration
 from tomstress.lab.session import Impairments, LabSession, dropped_packets, schedule_outages, start, stop
 from tomstress.stats import wilson_interval
 

@@ -1,0 +1,88 @@
+"""tom-relay and responder arguments: durations carry a unit, a busy address is named, IPv6 works."""
+
+from __future__ import annotations
+
+import json
+import socket
+import subprocess
+import sys
+from collections.abc import Iterator
+
+import pytest
+
+from tomproto.identity import Identity
+from tomproto.relay import protocol as wire
+
+TIMEOUT_S = 60
+
+
+def tom_stress(*arguments: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run([sys.executable, "-m", "tomstress", *arguments], capture_output=True, text=True, timeout=TIMEOUT_S)
+
+
+@pytest.fixture
+def busy_port() -> Iterator[int]:
+    """A UDP port on 127.0.0.1 that someone else holds."""
+    holder = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+    holder.bind(("127.0.0.1", 0))
+    yield holder.getsockname()[1]
+    holder.close()
+
+
+@pytest.mark.parametrize(
+    ("value", "message"),
+    [("5", "give a unit, e.g. 100ms, 2s, 5m or 1h"), ("0s", "must be a positive duration"), ("soon", "invalid duration")],
+)
+def test_relay_stats_interval_needs_a_positive_duration_with_a_unit(value: str, message: str) -> None:
+    result = tom_stress("relay", "--listen", "127.0.0.1:0", "--stats-interval", value)
+    assert result.returncode == 2, result.stderr
+    assert message in " ".join(result.stderr.replace("│", " ").split())  # typer draws the message in a box
+    assert "Traceback" not in result.stderr
+
+
+@pytest.mark.parametrize("command", ["relay", "responder"])
+def test_an_address_in_use_is_named_and_exits_2(command: str, busy_port: int) -> None:
+    result = tom_stress(command, "--listen", f"127.0.0.1:{busy_port}")
+    assert result.returncode == 2, result.stderr
+    assert f"error: cannot listen on 127.0.0.1:{busy_port}: Address already in use" in result.stderr
+    assert "Traceback" not in result.stderr
+
+
+def test_the_relay_names_which_of_its_addresses_is_in_use(busy_port: int) -> None:
+    result = tom_stress("relay", "--listen", "127.0.0.1:0", "--listen", f"127.0.0.1:{busy_port}")
+    assert result.returncode == 2, result.stderr
+    assert f"cannot listen on 127.0.0.1:{busy_port}: Address already in use" in result.stderr
+
+
+def _ipv6_loopback() -> bool:
+    try:
+        with socket.socket(socket.AF_INET6, socket.SOCK_DGRAM) as probe:
+            probe.bind(("::1", 0))
+        return True
+    except OSError:
+        return False
+
+
+@pytest.mark.skipif(not _ipv6_loopback(), reason="needs IPv6 on the loopback (sysctl net.ipv6.conf.lo.disable_ipv6=0)")
+@pytest.mark.parametrize("command", ["relay", "responder"])
+def test_ipv6_listen_addresses_work(command: str) -> None:
+    process = subprocess.Popen(
+        [sys.executable, "-m", "tomstress", command, "--listen", "[::1]:0"], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True
+    )
+    try:
+        assert process.stdout is not None
+        listening = json.loads(process.stdout.readline())
+        address = (listening.get("addresses") or [listening.get("listen")])[0]
+        host, _, port_text = address.rpartition(":")
+        assert host == "[::1]" and int(port_text) > 0, listening
+        with socket.socket(socket.AF_INET6, socket.SOCK_DGRAM) as peer:
+            peer.settimeout(TIMEOUT_S / 4)
+            if command == "relay":  # it answers there: a HELLO gets its CHALLENGE
+                peer.sendto(wire.hello(Identity.generate().node_id.raw), ("::1", int(port_text)))
+                assert peer.recv(65536)[0] == wire.CHALLENGE
+            else:  # the port is held on ::1 (ping itself dials from IPv4 today)
+                with pytest.raises(OSError):
+                    peer.bind(("::1", int(port_text)))
+    finally:
+        process.terminate()
+        process.communicate(timeout=TIMEOUT_S)

@@ -19,16 +19,13 @@ import typer
 
 from tomproto.addresses import format_host_port, parse_host_port
 from tomproto.buildinfo import version_line
+from tomproto.durations import duration_option
 from tomproto.errors import IdentityError
 from tomproto.identity import load_or_create_identity
 from tomproto.lifeline import watch_outermost
 from tomproto.relay.server import RelayServer
 from tomproto.stopsignals import install_stop_handlers
 from tomproto.terminal import guarded_stderr, guarded_stdout
-
-# The one parser of durations on every command line (a unit is required). It lives with the
-# tom-stress CLI; both commands ship in one distribution and one binary.
-from tomproto.durations import duration_option
 
 __all__ = ["main", "app"]
 
@@ -43,6 +40,10 @@ def _fail(message: str) -> NoReturn:
     raise SystemExit(EXIT_USAGE)
 
 
+def _warn(message: str) -> None:
+    print(f"warning: {message}", file=guarded_stderr(), flush=True)
+
+
 def _parse_listen(text: str) -> tuple[str, int]:
     try:
         return parse_host_port(text)
@@ -51,7 +52,7 @@ def _parse_listen(text: str) -> tuple[str, int]:
 
 
 async def _serve(listens: list[tuple[str, int]], identity_file: Path | None, stats_interval_s: float) -> None:
-    server = RelayServer(load_or_create_identity(identity_file))
+    server = RelayServer(load_or_create_identity(identity_file, warn=_warn))
     try:
         await server.start(listens)
     except OSError as error:

@@ -22,7 +22,7 @@ from tomproto.terminal import guarded_stderr, guarded_stdout
 from tomproto.transport import PathChanged, TransportError, TransportSettings
 from tomproto.transport.relay_client import local_ipv4_addresses
 from tomstress.addresses import format_host_port, host_port_option
-from tomstress.cli.common import EXIT_UNREACHABLE, fail
+from tomstress.cli.common import EXIT_UNREACHABLE, fail, warn
 from tomstress.responder import COUNTERS, Responder
 
 __all__ = ["register"]
@@ -78,7 +78,7 @@ async def _serve(
     relay: tuple[str, int] | None,
     stop_on_stdin_eof: bool,
 ) -> None:
-    identity = load_or_create_identity(identity_file)
+    identity = load_or_create_identity(identity_file, warn=warn)
     host, port = listen
     settings = TransportSettings.low_memory() if low_memory else TransportSettings()
     try:

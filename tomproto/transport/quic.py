@@ -15,6 +15,7 @@ from typing import Any
 from aioquic.quic.configuration import QuicConfiguration
 from aioquic.quic.connection import QuicConnection
 
+from tomproto.core.admission import AdmissionSettings
 from tomproto.identity import Identity
 from tomproto.transport.certificates import node_certificate
 
@@ -50,6 +51,10 @@ class TransportSettings:
     max_open_send_streams: int = 32
     # ...and answers (which cannot wait) are dropped, and counted, beyond this many.
     max_reply_streams: int = 1024
+    # Which Initials may open a connection: Retry past thresholds, half-open caps and timeout.
+    admission: AdmissionSettings = AdmissionSettings()
+    # Punch to a direct path when dialling through the relay (off: measure the relay itself).
+    punch: bool = True
 
     @classmethod
     def low_memory(cls) -> TransportSettings:
@@ -60,6 +65,8 @@ class TransportSettings:
             max_connections=64,
             max_open_send_streams=8,
             max_reply_streams=64,
+            # Half the connection slots at most may be half-open: established peers keep theirs.
+            admission=AdmissionSettings(retry_threshold=4, max_unvalidated_per_source=2, max_half_open=32),
         )
 
 

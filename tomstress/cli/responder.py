@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import json
 import signal
 import sys
@@ -48,12 +49,31 @@ def _print_event(event: object) -> None:
         )
 
 
+def _admission_counters(endpoint: object) -> dict[str, object]:
+    counters = endpoint.counters  # type: ignore[attr-defined]
+    return {
+        "decisions": dict(counters.admission),
+        "retries_sent": counters.retries_sent,
+        "tokens_refused": counters.tokens_refused,
+        "half_open_timeouts": counters.half_open_timeouts,
+        "connections_refused": counters.connections_refused,
+        "refused_per_source": dict(counters.refused_per_source.most_common(10)),
+    }
+
+
 async def _serve(
-    identity_file: Path | None, listen: tuple[str, int], quiet: bool, low_memory: bool, relay: tuple[str, int] | None
+    identity_file: Path | None,
+    listen: tuple[str, int],
+    quiet: bool,
+    low_memory: bool,
+    relay: tuple[str, int] | None,
+    address_validation: str = "auto",
 ) -> None:
     identity = load_or_create_identity(identity_file)
     host, port = listen
     settings = TransportSettings.low_memory() if low_memory else TransportSettings()
+    admission = dataclasses.replace(settings.admission, address_validation=address_validation)
+    settings = dataclasses.replace(settings, admission=admission)
     try:
         responder = await Responder.start(identity, host, port, settings, relay)
     except OSError as error:
@@ -88,6 +108,8 @@ async def _serve(
     for signum in (signal.SIGINT, signal.SIGTERM):
         loop.add_signal_handler(signum, stopped.set)
     await stopped.wait()
+    endpoint = responder.node.endpoint  # type: ignore[union-attr]
+    print(json.dumps({"event": "stopped", "admission": _admission_counters(endpoint)}), flush=True)
     await responder.close()
     if not quiet:
         counts = dict(responder.counts)
@@ -105,11 +127,17 @@ def responder(
         False, "--low-memory", help="Small flow-control windows and stream/connection caps, for small devices."
     ),
     relay: str | None = typer.Option(None, "--relay", metavar="HOST:PORT", help="Register with this tom-relay (reachable behind NAT)."),
+    address_validation: str = typer.Option(
+        "auto", "--address-validation", metavar="auto|always",
+        help="QUIC Retry for new connections: `auto` past a threshold of half-open handshakes, `always` for every one (one more round trip).",
+    ),
 ) -> None:
     """Answer probes: print the NodeId and addresses (and one JSON line on stdout), run until stopped."""
     try:
         relay_address = None if relay is None else host_port_option(relay)
-        asyncio.run(_serve(identity_file, host_port_option(listen), quiet, low_memory, relay_address))
+        if address_validation not in ("auto", "always"):
+            fail("--address-validation must be auto or always")
+        asyncio.run(_serve(identity_file, host_port_option(listen), quiet, low_memory, relay_address, address_validation))
     except IdentityError as error:
         fail(str(error))
 

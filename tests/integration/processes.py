@@ -33,8 +33,8 @@ class ResponderProcess:
             self.process.wait(timeout=10)
 
 
-def start_responder(port: int = 0, identity: Path | None = None) -> ResponderProcess:
-    command = [*TOM_STRESS, "responder", "--listen", f"127.0.0.1:{port}", "--quiet"]
+def start_responder(port: int = 0, identity: Path | None = None, *extra: str) -> ResponderProcess:
+    command = [*TOM_STRESS, "responder", "--listen", f"127.0.0.1:{port}", "--quiet", *extra]
     if identity is not None:
         command += ["--identity", str(identity)]
     process = subprocess.Popen(command, stdout=subprocess.PIPE, text=True)

@@ -506,7 +506,8 @@ class Endpoint(asyncio.DatagramProtocol):
         if kind == KIND_RESET_NOTICE:
             self._reset_notice_received(data)
         elif kind in (relay_wire.PUNCH, relay_wire.PUNCH_ACK) and address is not None:
-            self._punch_received(data, address)
+            if self.settings.punch:  # without punching, neither side may validate a direct path
+                self._punch_received(data, address)
         elif self.relay is not None and address == self.relay.relay_address and kind in relay_wire.RELAY_KINDS:
             self._relay_packet_received(data)
         else:
@@ -521,6 +522,8 @@ class Endpoint(asyncio.DatagramProtocol):
             else:
                 self._control_received(payload, None, source)
         elif kind == relay_wire.CALL_FROM:
+            if not self.settings.punch:
+                return  # the peer asked to punch; we stay on the relay
             parsed = relay_wire.parse_call_from(data)
             if parsed is None:
                 self.counters.malformed_packets += 1

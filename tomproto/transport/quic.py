@@ -53,7 +53,8 @@ class TransportSettings:
     max_reply_streams: int = 1024
     # Which Initials may open a connection: Retry past thresholds, half-open caps and timeout.
     admission: AdmissionSettings = AdmissionSettings()
-    # Punch to a direct path when dialling through the relay (off: measure the relay itself).
+    # Punch to a direct path through the relay (off: neither call nor answer punches, so the
+    # connection stays on the relay path; for measuring the relay itself).
     punch: bool = True
 
     @classmethod

@@ -101,7 +101,10 @@ class TomQuicConnection(QuicConnection):
         super().__init__(**kwargs)
         self._counters = counters
         # Advertised in the transport parameters, which are serialised later, at _initialize.
-        self._local_max_streams_bidi.value = max_peer_streams
+        # `sent` too: aioquic raises the limit (MAX_STREAMS) only once `value` passes `sent`,
+        # so a `sent` left at its default of 128 froze a lower cap for good: the peer could
+        # open `max_peer_streams` streams in the connection's whole life, not at once.
+        self._local_max_streams_bidi.value = self._local_max_streams_bidi.sent = max_peer_streams
         recovery = self._loss
         sent, lost = recovery.on_packet_sent, recovery._on_packets_lost
 

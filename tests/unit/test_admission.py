@@ -88,15 +88,25 @@ def test_past_the_threshold_every_token_less_initial_gets_a_retry() -> None:
     assert later.action is Action.retry and later.reason == "retry_threshold"
 
 
-def test_retries_are_rate_bounded_and_the_rest_dropped_and_counted() -> None:
+def test_retries_are_rate_bounded_in_all_and_the_rest_dropped_and_counted() -> None:
     admission, new_dcid = policy(address_validation="always", retries_per_s=100.0), dcids()
-    verdicts = [admission.initial(NOW, new_dcid(), b"", from_host("192.0.2.1", p)) for p in range(1000)]
+    verdicts = [admission.initial(NOW, new_dcid(), b"", from_host(f"10.0.{i // 250}.{i % 250}")) for i in range(1000)]
     retries = sum(v.action is Action.retry for v in verdicts)
     assert retries == 10  # the burst: a tenth of a second's worth
     assert admission.decisions["retry_rate"] == 990
-    assert admission.refused_per_source["192.0.2.1"] == 990
+    assert admission.refused_per_source["10.0.0.20"] == 1
     # The budget refills with time.
     assert admission.initial(NOW + 1.0, new_dcid(), b"", from_host("192.0.2.1")).action is Action.retry
+
+
+def test_one_flooding_host_cannot_spend_the_retries_of_everyone_else() -> None:
+    admission, new_dcid = policy(address_validation="always", retries_per_source_per_s=50.0), dcids()
+    flood = [admission.initial(NOW, new_dcid(), b"", from_host("203.0.113.66", p)) for p in range(5000)]
+    assert sum(v.action is Action.retry for v in flood) == 50  # its own burst, a second's worth
+    assert admission.decisions["retry_source_rate"] == 4950
+    assert admission.refused_per_source["203.0.113.66"] == 4950
+    honest = admission.initial(NOW, new_dcid(), b"", from_host("192.0.2.1"))
+    assert honest.action is Action.retry
 
 
 def test_a_forged_or_stale_token_is_dropped_with_its_reason() -> None:

@@ -11,8 +11,9 @@ or times out, and its source address may be forged. The policy, per Initial:
 - RETRY a token-less Initial when address validation is `always`, when the unvalidated
   half-open handshakes reach `retry_threshold`, or when its source (IPv4 address or IPv6 /64,
   never the port) already holds `max_unvalidated_per_source` of them; a Retry is smaller than
-  the 1200-byte Initial that asked for it (no amplification) and their rate is bounded (beyond
-  it, DROP); a client that really owns its address comes back at once with a token, is then
+  the 1200-byte Initial that asked for it (no amplification) and their rate is bounded per
+  source and in all (beyond either, DROP: one flooding host cannot spend everyone's Retries);
+  a client that really owns its address comes back at once with a token, is then
   validated, and is capped by nothing but the table;
 - ACCEPT it otherwise, as unvalidated: the common case costs no extra round trip;
 - an Initial that came through tom-relay names the relay-registered NodeId that sent it; the
@@ -31,7 +32,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from enum import Enum
 
-from tomproto.core.budget import TokenBucket, source_key
+from tomproto.core.budget import SourceBudgets, TokenBucket, source_key
 from tomproto.core.tokens import RETRY_SCID_BYTES, RetryToken, check_token, mint_token
 
 __all__ = ["Action", "AdmissionSettings", "AdmissionPolicy", "Verdict", "SECRET_BYTES"]
@@ -55,7 +56,9 @@ class AdmissionSettings:
     max_half_open: int = 256  # every half-open handshake, validated or not
     half_open_timeout_s: float = 3.0
     token_lifetime_s: float = 10.0
-    retries_per_s: float = 1000.0  # Retries sent, all sources together (a reflection bound)
+    retries_per_s: float = 1000.0  # Retries sent, all sources together (a reflection bound)...
+    retries_per_source_per_s: float = 50.0  # ...and per source, so one host cannot spend them all
+    max_retry_sources: int = 4096  # sources with a Retry budget of their own at once
 
     def __post_init__(self) -> None:
         if self.address_validation not in ("auto", "always"):
@@ -97,6 +100,10 @@ class AdmissionPolicy:
         self._unvalidated = 0
         self._per_source: Counter[str] = Counter()  # half-open unvalidated (or relayed) per source
         self._retries = TokenBucket.full(settings.retries_per_s, max(1.0, settings.retries_per_s / 10), now)
+        # A second's worth at once: users behind one CGNAT address may all dial together.
+        self._source_retries = SourceBudgets(
+            settings.retries_per_source_per_s, max(1.0, settings.retries_per_source_per_s), settings.max_retry_sources
+        )
         self.decisions: Counter[str] = Counter()  # by reason
         self.refused_per_source: Counter[str] = Counter()
         self.timeouts = 0
@@ -154,6 +161,8 @@ class AdmissionPolicy:
         else:
             self._open(destination_id, now, source, unvalidated=True)
             return Verdict(Action.accept, "accepted_unvalidated", source, destination_id)
+        if not self._source_retries.take(source, now):
+            return Verdict(Action.drop, "retry_source_rate", source)
         if not self._retries.take(now):
             return Verdict(Action.drop, "retry_rate", source)
         retry_source_id = self._random_bytes(RETRY_SCID_BYTES)

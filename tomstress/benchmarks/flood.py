@@ -1,6 +1,7 @@
 """What a flood of forged packets costs the users of a responder and of tom-relay.
 
-    python -m tomstress.benchmarks.flood [--rate 2500] [--seconds 5] [--samples 10] [--json]
+    python -m tomstress.benchmarks.flood [--rate 2500] [--seconds 5] [--samples 10]
+                                         [--targets responder,low-memory,always,relay] [--json]
 
 For each target, quiet and then under a flood (tomstress.benchmarks.flooder from 127.0.0.2, its
 own process), it measures: a running ping's RTT p50 / p99 (`tom-stress ping`, its own process,
@@ -142,9 +143,11 @@ def _start_responder(*extra: str) -> tuple[subprocess.Popen[str], dict[str, Any]
 async def _bench(arguments: argparse.Namespace) -> list[Row]:
     rows: list[Row] = []
     output_dir = Path(tempfile.mkdtemp(prefix="tom-flood-"))
-    responders = [("responder", ()), ("responder --low-memory", ("--low-memory",)),
-                  ("responder retry always", ("--address-validation", "always"))]  # fmt: skip
-    for name, extra in responders:
+    responders = [("responder", "responder", ()), ("low-memory", "responder --low-memory", ("--low-memory",)),
+                  ("always", "responder retry always", ("--address-validation", "always"))]  # fmt: skip
+    for key, name, extra in responders:
+        if key not in arguments.targets:
+            continue
         process, ready = _start_responder(*extra)
         try:
             address = f"127.0.0.1:{ready['port']}"
@@ -162,6 +165,8 @@ async def _bench(arguments: argparse.Namespace) -> list[Row]:
                 rows.append(row)
         finally:
             _stop(process)
+    if "relay" not in arguments.targets:
+        return rows
     relay = subprocess.Popen([*TOM_STRESS, "relay", "--listen", "127.0.0.1:0", "--stats-interval", "3600"],
                              stdout=subprocess.PIPE, text=True)  # fmt: skip
     responder = None
@@ -215,8 +220,10 @@ def main() -> None:
     parser.add_argument("--rate", type=float, default=2500.0, help="flood packets per second")
     parser.add_argument("--seconds", type=float, default=5.0, help="each phase's ping duration")
     parser.add_argument("--samples", type=int, default=10, help="new connections per phase")
+    parser.add_argument("--targets", default="responder,low-memory,always,relay", help="comma-separated")
     parser.add_argument("--json", action="store_true")
     arguments = parser.parse_args()
+    arguments.targets = set(arguments.targets.split(","))
     rows = asyncio.run(_bench(arguments))
     if arguments.json:
         print(json.dumps([row.__dict__ for row in rows]))

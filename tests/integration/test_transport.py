@@ -246,3 +246,19 @@ def test_low_memory_profile_caps_connections_and_advertised_streams() -> None:
             await server.close()
 
     run(scenario())
+
+
+def test_a_stream_cap_limits_streams_at_once_not_streams_in_a_connections_life() -> None:
+    async def scenario() -> None:
+        listener, dialer = Identity.generate(), Identity.generate()
+        inbox = Inbox()
+        server = await Endpoint.open(listener, "127.0.0.1", 0, TransportSettings(max_peer_streams=4), on_frame=echo)
+        try:
+            async with endpoint(dialer, on_frame=inbox) as client:
+                for index in range(20):  # one at a time: never more than one stream open
+                    await client.send_frame(listener.node_id, b"%d" % index, server.local_address)
+                    assert await inbox.next() == (listener.node_id, b"echo:%d" % index)
+        finally:
+            await server.close()
+
+    run(scenario())

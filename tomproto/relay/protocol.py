@@ -23,7 +23,7 @@ __all__ = [
     "hello", "challenge", "register", "Register", "parse_register", "registered", "refused",
     "keepalive", "keepalive_ack", "forward", "relayed", "unreachable", "call", "call_from",
     "parse_call_from", "punch", "Punch", "parse_punch", "verify_signature", "MAX_CANDIDATES",
-    "RELAY_HEADER_BYTES",
+    "RELAY_HEADER_BYTES", "HELLO_BYTES", "CHALLENGE_BYTES",
 ]  # fmt: skip
 
 HELLO, CHALLENGE, REGISTER, REGISTERED, KEEPALIVE, KEEPALIVE_ACK = 0x10, 0x11, 0x12, 0x13, 0x14, 0x15
@@ -40,6 +40,11 @@ ADDRESS_BYTES = 18
 NONCE_BYTES = 8
 MAX_CANDIDATES = 8
 RELAY_HEADER_BYTES = 1 + ID_BYTES  # FORWARD / RELAYED header before the QUIC packet
+CHALLENGE_NONCE_BYTES = 32
+CHALLENGE_BYTES = 1 + ID_BYTES + CHALLENGE_NONCE_BYTES
+# A HELLO is padded to the size of the CHALLENGE it gets back: a forged source address cannot
+# make the relay send more bytes to a victim than the forger sent (no amplification).
+HELLO_BYTES = CHALLENGE_BYTES
 
 _REGISTER_CONTEXT = b"tom-relay-register-v1"
 _PUNCH_CONTEXT = {PUNCH: b"tom-punch-v1", PUNCH_ACK: b"tom-punch-ack-v1"}
@@ -80,7 +85,7 @@ def verify_signature(signature: bytes, message: bytes, node_id: bytes) -> bool:
 
 
 def hello(node_id: bytes) -> bytes:
-    return bytes([HELLO]) + node_id
+    return (bytes([HELLO]) + node_id).ljust(HELLO_BYTES, b"\0")
 
 
 def challenge(relay_id: bytes, nonce: bytes) -> bytes:

@@ -1,12 +1,16 @@
 """The tom-relay server: registration, relaying, punch coordination (docs/relay-protocol.md).
 
 Rules it enforces:
-- only the holder of a NodeId's key can register it: a fresh, single-use challenge bound to the
-  source address, signed with the relay's id, so forged and replayed registrations are refused
+- only the holder of a NodeId's key can register it: a challenge bound to the socket, source
+  address and NodeId, signed with the relay's id, so forged and replayed registrations are refused
   and leave the real owner's registration untouched;
+- a HELLO leaves no state (the challenge is a MAC, challenges.py); a verified challenge is spent
+  (single use); signature verifications have a per-source budget;
+- no answer is larger than the packet that asked for it (no amplification): HELLOs are padded,
+  and a refusal that would be larger than its request is not sent;
 - it forwards only from a registered address and names the source by the NodeId registered
   there; per-source token buckets (packets and bytes) drop excess traffic, nothing is queued;
-- every table is bounded (registrations, pending challenges) and registrations expire;
+- every table is bounded (registrations, spent challenges, budgets) and registrations expire;
 - it counts packets and bytes per node and per (source, destination) pair.
 """
 
@@ -21,6 +25,7 @@ from typing import Any
 
 from tomproto.identity import Identity
 from tomproto.relay import protocol as wire
+from tomproto.relay.challenges import ChallengeRefusal, Challenges, ChallengeSettings
 from tomproto.relay.protocol import Address, Refusal
 
 __all__ = ["RelaySettings", "RelayServer", "NodeCounters"]
@@ -32,7 +37,9 @@ class RelaySettings:
     expiry_s: int = 60
     challenge_ttl_s: float = 10.0
     max_nodes: int = 10_000
-    max_pending_challenges: int = 10_000
+    max_spent_challenges: int = 100_000
+    verifications_per_s: float = 10.0  # REGISTER signatures checked per source IP (or IPv6 /64)
+    verification_burst: float = 20.0
     packets_per_s: float = 5_000.0  # per source node
     bytes_per_s: float = 8_000_000.0
 
@@ -97,14 +104,27 @@ class _RelaySocket(asyncio.DatagramProtocol):
         return host, port
 
 
+def _socket_key(relay_socket: _RelaySocket) -> bytes:
+    # A challenge is good on the socket that issued it only (the relay may listen on several).
+    return id(relay_socket).to_bytes(8, "big")
+
+
 class RelayServer:
-    def __init__(self, identity: Identity, settings: RelaySettings | None = None) -> None:
+    def __init__(self, identity: Identity, settings: RelaySettings | None = None, *, secret: bytes | None = None) -> None:
         self.identity = identity
-        self.settings = settings or RelaySettings()
+        self.settings = settings = settings or RelaySettings()
         self.sockets: list[_RelaySocket] = []
         self._registrations: dict[bytes, _Registration] = {}
         self._by_address: dict[tuple[int, Address], bytes] = {}
-        self._challenges: dict[tuple[int, Address, bytes], tuple[bytes, float]] = {}
+        self._challenges = Challenges(
+            ChallengeSettings(
+                ttl_s=settings.challenge_ttl_s,
+                verifications_per_s=settings.verifications_per_s,
+                verification_burst=settings.verification_burst,
+                max_spent=settings.max_spent_challenges,
+            ),
+            secret or os.urandom(32),
+        )
         self.pair_bytes: Counter[tuple[bytes, bytes]] = Counter()
         self.events: Counter[str] = Counter()
         self._sweeper: asyncio.Task[None] | None = None
@@ -140,38 +160,45 @@ class RelayServer:
             return
         handler(self, relay_socket, data, address, now)
 
+    @staticmethod
+    def _answer(relay_socket: _RelaySocket, request: bytes, answer: bytes, address: Address) -> None:
+        """Send `answer` unless it is larger than its request: a forged source must not make us
+        an amplifier (a REFUSED to a 1-byte packet is dropped instead)."""
+        if len(answer) <= len(request):
+            relay_socket.send(answer, address)
+
     def _hello(self, relay_socket: _RelaySocket, data: bytes, address: Address, now: float) -> None:
-        if len(data) != 1 + wire.ID_BYTES:
-            self.events["malformed"] += 1
+        if len(data) < wire.HELLO_BYTES:
+            self.events["hello_unpadded"] += 1  # an answer would be larger than the question
             return
-        if len(self._challenges) >= self.settings.max_pending_challenges:
-            self._sweep(now)
-            if len(self._challenges) >= self.settings.max_pending_challenges:
-                relay_socket.send(wire.refused(Refusal.rate_limited, "too many pending registrations"), address)
-                return
-        nonce = os.urandom(32)
-        self._challenges[(id(relay_socket), address, data[1:])] = (nonce, now + self.settings.challenge_ttl_s)
-        relay_socket.send(wire.challenge(self.identity.node_id.raw, nonce), address)
+        node_id = data[1 : 1 + wire.ID_BYTES]
+        nonce = self._challenges.issue(_socket_key(relay_socket), address, node_id, now)
+        self.events["challenges"] += 1
+        self._answer(relay_socket, data, wire.challenge(self.identity.node_id.raw, nonce), address)
 
     def _register(self, relay_socket: _RelaySocket, data: bytes, address: Address, now: float) -> None:
         request = wire.parse_register(data)
         if request is None:
             self.events["refused_malformed"] += 1
-            relay_socket.send(wire.refused(Refusal.malformed, "malformed registration"), address)
+            self._answer(relay_socket, data, wire.refused(Refusal.malformed, "malformed registration"), address)
             return
-        key = (id(relay_socket), address, request.node_id)
-        pending = self._challenges.get(key)
-        if pending is None or pending[0] != request.nonce or pending[1] < now:
-            self.events["refused_unknown_challenge"] += 1
-            relay_socket.send(wire.refused(Refusal.unknown_challenge, "unknown, spent or expired challenge"), address)
-            return
-        if not request.verifies(self.identity.node_id.raw):
+        refusal = self._challenges.check(_socket_key(relay_socket), address, request.node_id, request.nonce, now)
+        if refusal is None and not request.verifies(self.identity.node_id.raw):
             self.events["refused_bad_signature"] += 1
-            relay_socket.send(wire.refused(Refusal.bad_signature, "signature does not match the NodeId"), address)
+            self._answer(relay_socket, data, wire.refused(Refusal.bad_signature, "signature does not match the NodeId"), address)
             return
-        del self._challenges[key]  # single use
+        if refusal is None:
+            refusal = self._challenges.spend(request.nonce, now)  # single use, once it verified
+        if refusal is not None:
+            self.events[f"refused_{refusal.value}"] += 1
+            if refusal in (ChallengeRefusal.budget, ChallengeRefusal.full):
+                answer = wire.refused(Refusal.rate_limited, "too many registrations, try again")
+            else:
+                answer = wire.refused(Refusal.unknown_challenge, "unknown, spent or expired challenge")
+            self._answer(relay_socket, data, answer, address)
+            return
         if request.node_id not in self._registrations and len(self._registrations) >= self.settings.max_nodes:
-            relay_socket.send(wire.refused(Refusal.full, "relay full"), address)
+            self._answer(relay_socket, data, wire.refused(Refusal.full, "relay full"), address)
             return
         previous = self._registrations.get(request.node_id)
         if previous is not None:
@@ -185,16 +212,16 @@ class RelayServer:
         self.events["registered"] += 1
         relay_socket.send(wire.registered(address, self.settings.keepalive_s, self.settings.expiry_s), address)
 
-    def _source(self, relay_socket: _RelaySocket, address: Address) -> _Registration | None:
+    def _source(self, relay_socket: _RelaySocket, data: bytes, address: Address) -> _Registration | None:
         node_id = self._by_address.get((id(relay_socket), address))
         if node_id is None:
-            relay_socket.send(wire.refused(Refusal.not_registered, "register first"), address)
+            self._answer(relay_socket, data, wire.refused(Refusal.not_registered, "register first"), address)
             self.events["not_registered"] += 1
             return None
         return self._registrations[node_id]
 
     def _keepalive(self, relay_socket: _RelaySocket, data: bytes, address: Address, now: float) -> None:
-        source = self._source(relay_socket, address)
+        source = self._source(relay_socket, data, address)
         if source is None or data[1:] != source.node_id:
             return
         source.last_seen = now
@@ -204,7 +231,7 @@ class RelayServer:
         if len(data) <= wire.RELAY_HEADER_BYTES:
             self.events["malformed"] += 1
             return
-        source = self._source(relay_socket, address)
+        source = self._source(relay_socket, data, address)
         if source is None:
             return
         source.last_seen = now
@@ -228,7 +255,7 @@ class RelayServer:
         if len(data) != 1 + wire.ID_BYTES:
             self.events["malformed"] += 1
             return
-        source = self._source(relay_socket, address)
+        source = self._source(relay_socket, data, address)
         if source is None:
             return
         if not source.bucket.take(0, now, self.settings):
@@ -259,8 +286,7 @@ class RelayServer:
             self._sweep(time.monotonic())
 
     def _sweep(self, now: float) -> None:
-        for key in [key for key, (_, expires) in self._challenges.items() if expires < now]:
-            del self._challenges[key]
+        self._challenges.sweep(now)
         for node_id in [n for n, r in self._registrations.items() if now - r.last_seen > self.settings.expiry_s]:
             registration = self._registrations.pop(node_id)
             self._by_address.pop((id(registration.socket), registration.address), None)

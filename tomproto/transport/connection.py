@@ -71,6 +71,8 @@ class PeerConnection:
         self.draining = False
         self.close_reason: str | None = None
         self.connection_ids: set[bytes] = set()
+        # A listener's key in the endpoint's admission policy while its handshake is half-open.
+        self.admission_key: bytes | None = None
         self.ready: asyncio.Future[PeerConnection] = endpoint.loop.create_future()
         self._readers: dict[int, FrameReader] = {}
         # Back-pressure: aioquic walks every open stream for each packet it builds, so thousands of

@@ -2,8 +2,12 @@
 
 Rules it enforces:
 - packets are told apart by their first byte: QUIC (long or short header) goes to the connection
-  found by destination connection ID; an Initial of at least 1200 bytes from an unknown ID opens a
-  listener-side connection; anything else with both top bits clear is a control packet;
+  found by destination connection ID; an Initial of at least 1200 bytes from an unknown ID goes to
+  the admission policy (tomproto/core/admission.py), which accepts it, answers with a Retry
+  (address validation, RFC 9000 §8.1) or drops it; anything else with both top bits clear is a
+  control packet;
+- half-open handshakes (accepted, not complete) are bounded per source and in all, and time out
+  after `AdmissionSettings.half_open_timeout_s`;
 - one usable connection per peer. When two exist (both sides dialled at once), both ends keep the
   one dialled by the lower NodeId and drain the other; a connection authenticated long after the
   existing one replaces it (the peer restarted and dialled again);
@@ -16,14 +20,17 @@ from __future__ import annotations
 
 import asyncio
 import itertools
+import os
 import time
 from collections import Counter
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
 from aioquic.buffer import Buffer
-from aioquic.quic.packet import QuicPacketType, QuicProtocolVersion, pull_quic_header
+from aioquic.quic.packet import QuicHeader, QuicPacketType, QuicProtocolVersion, encode_quic_retry, pull_quic_header
 
+from tomproto.addresses import format_host_port
+from tomproto.core.admission import SECRET_BYTES, Action, AdmissionPolicy, Verdict
 from tomproto.errors import IdentityError
 from tomproto.identity import Identity, NodeId
 from tomproto.relay import protocol as relay_wire
@@ -95,6 +102,14 @@ class TransportCounters:
     relay_errors: int = 0
     punches_answered: int = 0
     punches_refused: int = 0
+    # Admission of Initials from unknown connection IDs (tomproto/core/admission.py): every
+    # decision by reason, Retries sent, tokens refused, refusals per source (IPv4 address, IPv6
+    # /64 or relayed NodeId; the first 256 sources by name, then "other"), half-open timeouts.
+    admission: Counter[str] = field(default_factory=Counter)
+    retries_sent: int = 0
+    tokens_refused: int = 0
+    refused_per_source: Counter[str] = field(default_factory=Counter)
+    half_open_timeouts: int = 0
     quic: PacketCounters = field(default_factory=PacketCounters)
 
 
@@ -109,6 +124,7 @@ class Endpoint(asyncio.DatagramProtocol):
         on_frame: FrameHandler | None = None,
         on_datagram: FrameHandler | None = None,
         on_event: Callable[[object], None] | None = None,
+        admission_secret: bytes | None = None,
     ) -> None:
         self.identity = identity
         self.settings = settings
@@ -124,6 +140,16 @@ class Endpoint(asyncio.DatagramProtocol):
         self._server_configuration = quic_configuration(identity, settings, is_client=False)
         self._transport: asyncio.DatagramTransport | None = None
         self._by_connection_id: dict[bytes, PeerConnection] = {}
+        self._connections: set[PeerConnection] = set()  # every live one: counted in O(1)
+        # The Retry token key lives as long as the endpoint: a restart only costs a client whose
+        # Retry crossed it one more dial.
+        self._admission = AdmissionPolicy(
+            settings.admission, admission_secret or os.urandom(SECRET_BYTES), os.urandom, self.loop.time()
+        )
+        self.counters.admission = self._admission.decisions
+        self.counters.refused_per_source = self._admission.refused_per_source
+        self._half_open: dict[bytes, PeerConnection] = {}  # by admission key
+        self._half_open_timer: asyncio.TimerHandle | None = None
         self._by_peer: dict[NodeId, PeerConnection] = {}
         self._dials: dict[NodeId, asyncio.Future[PeerConnection]] = {}
         self._pseudo_addresses = itertools.count(1)
@@ -185,7 +211,7 @@ class Endpoint(asyncio.DatagramProtocol):
         try:
             return await asyncio.wait_for(asyncio.shield(pending), timeout_s)
         except asyncio.TimeoutError:
-            where = "through the relay" if address is None else f"with {address[0]}:{address[1]}"
+            where = "through the relay" if address is None else f"with {format_host_port(address)}"
             raise DialTimeout(f"no handshake {where} within {timeout_s:g} s") from None
 
     def _dial(self, peer: NodeId, address: Address | None) -> asyncio.Future[PeerConnection]:
@@ -200,6 +226,7 @@ class Endpoint(asyncio.DatagramProtocol):
         connection = PeerConnection(
             self, quic, self._next_pseudo_address(), address, dialer=True, expected_peer=peer, now=now
         )
+        self._connections.add(connection)
         self.register_connection_id(quic.host_cid, connection)
         connection.connection_ids.add(quic.host_cid)
         quic.connect(connection.pseudo_address, now)
@@ -248,6 +275,7 @@ class Endpoint(asyncio.DatagramProtocol):
             kept = self._choose(existing, connection)
             loser = connection if kept is existing else existing
         self._by_peer[peer] = kept
+        self._handshake_over(connection)
         if not connection.ready.done():
             connection.ready.set_result(kept)
         if loser is not None:
@@ -286,6 +314,8 @@ class Endpoint(asyncio.DatagramProtocol):
     def call_through_relay(self, connection: PeerConnection) -> None:
         """Ask the relay to introduce us to the connection's peer, so that both sides punch."""
         peer = connection.peer_id_raw
+        if not self.settings.punch:
+            return
         if self.relay is not None and self.relay.registered.is_set() and peer is not None:
             connection.direct_path.last_call_at = self.loop.time()
             self.relay.call(peer)
@@ -296,6 +326,8 @@ class Endpoint(asyncio.DatagramProtocol):
 
     def on_terminated(self, connection: PeerConnection) -> None:
         self.on_unusable(connection)
+        self._connections.discard(connection)
+        self._handshake_over(connection)
         for connection_id in connection.connection_ids:
             if self._by_connection_id.get(connection_id) is connection:
                 del self._by_connection_id[connection_id]
@@ -355,10 +387,7 @@ class Endpoint(asyncio.DatagramProtocol):
                 and header.version in _SUPPORTED_VERSIONS
                 and len(data) >= _MIN_INITIAL_BYTES
             ):
-                if len(set(self._by_connection_id.values())) >= self.settings.max_connections:
-                    self.counters.connections_refused += 1
-                    return
-                connection = self._accept(header.destination_cid, address, relayed_from, now)
+                connection = self._admit(header, address, relayed_from, now)
                 if connection is None:
                     return
             elif header.packet_type == QuicPacketType.ONE_RTT:
@@ -368,9 +397,13 @@ class Endpoint(asyncio.DatagramProtocol):
                 return
         connection.receive(data, now, PATH_RELAY if relayed_from is not None else PATH_DIRECT)
 
-    def _accept(
-        self, original_destination_id: bytes, address: Address | None, relayed_from: bytes | None, now: float
+    def _admit(
+        self, header: QuicHeader, address: Address | None, relayed_from: bytes | None, now: float
     ) -> PeerConnection | None:
+        """A new connection for this Initial, or None (a Retry was sent, or it was dropped)."""
+        if len(self._connections) >= self.settings.max_connections:
+            self.counters.connections_refused += 1
+            return None
         expected = None
         if relayed_from is not None:
             # The relay names the sender; the handshake must then prove that very NodeId.
@@ -379,23 +412,75 @@ class Endpoint(asyncio.DatagramProtocol):
             except IdentityError:
                 self.counters.malformed_packets += 1
                 return None
+        verdict = self._admission.initial(now, header.destination_cid, header.token, address, relayed_from)
+        if verdict.action is Action.retry:
+            self._send_retry(header, verdict, address)
+            return None
+        if verdict.action is Action.drop:
+            if verdict.reason.startswith("token_"):
+                self.counters.tokens_refused += 1
+            return None
+        return self._accept(header.destination_cid, verdict, address, expected, now)
+
+    def _send_retry(self, header: QuicHeader, verdict: Verdict, address: Address | None) -> None:
+        assert address is not None and verdict.token is not None and verdict.retry_source_id is not None  # noqa: S101
+        retry = encode_quic_retry(
+            version=header.version,
+            source_cid=verdict.retry_source_id,
+            destination_cid=header.source_cid,
+            original_destination_cid=header.destination_cid,
+            retry_token=verdict.token,
+        )
+        self.counters.retries_sent += 1
+        self.send_packet(retry, address)
+
+    def _accept(
+        self, key: bytes, verdict: Verdict, address: Address | None, expected: NodeId | None, now: float
+    ) -> PeerConnection:
         quic = TomQuicConnection(
             configuration=self._server_configuration,
-            original_destination_connection_id=original_destination_id,
+            original_destination_connection_id=verdict.original_destination_id,
+            retry_source_connection_id=verdict.retry_source_id,
             counters=self.counters.quic,
             max_peer_streams=self.settings.max_peer_streams,
         )
         connection = PeerConnection(
             self, quic, self._next_pseudo_address(), address, dialer=False, expected_peer=expected, now=now
         )
-        for connection_id in (original_destination_id, quic.host_cid):
+        self._connections.add(connection)
+        # `key` is the Initial's destination: the client's first choice, or our Retry's source ID.
+        for connection_id in (key, quic.host_cid):
             self.register_connection_id(connection_id, connection)
             connection.connection_ids.add(connection_id)
-        self.loop.call_later(
-            self.settings.handshake_timeout_s,
-            lambda: None if connection.established_at is not None else connection.close("handshake timed out"),
-        )
+        connection.admission_key = key
+        self._half_open[key] = connection
+        self._schedule_half_open_sweep()
         return connection
+
+    def _handshake_over(self, connection: PeerConnection) -> None:
+        """Completed or gone: the connection no longer holds a half-open slot."""
+        key = connection.admission_key
+        if key is not None and self._half_open.get(key) is connection:
+            del self._half_open[key]
+            self._admission.completed(key)
+
+    def _schedule_half_open_sweep(self) -> None:
+        if self._half_open_timer is not None:
+            return
+        deadline = self._admission.next_deadline()
+        if deadline is not None:
+            self._half_open_timer = self.loop.call_at(deadline, self._sweep_half_open)
+
+    def _sweep_half_open(self) -> None:
+        self._half_open_timer = None
+        for key in self._admission.expired(self.loop.time()):
+            connection = self._half_open.pop(key, None)
+            if connection is not None and connection.established_at is None:
+                self.counters.half_open_timeouts += 1
+                # Forgotten at once, without a close: its address may be forged, and a real
+                # client that is merely slow redials.
+                connection.terminate("handshake timed out")
+        self._schedule_half_open_sweep()
 
     def _send_reset_notice(
         self, connection_id: bytes, address: Address | None, relayed_from: bytes | None, now: float
@@ -422,7 +507,8 @@ class Endpoint(asyncio.DatagramProtocol):
         if kind == KIND_RESET_NOTICE:
             self._reset_notice_received(data)
         elif kind in (relay_wire.PUNCH, relay_wire.PUNCH_ACK) and address is not None:
-            self._punch_received(data, address)
+            if self.settings.punch:  # without punching, neither side may validate a direct path
+                self._punch_received(data, address)
         elif self.relay is not None and address == self.relay.relay_address and kind in relay_wire.RELAY_KINDS:
             self._relay_packet_received(data)
         else:
@@ -437,6 +523,8 @@ class Endpoint(asyncio.DatagramProtocol):
             else:
                 self._control_received(payload, None, source)
         elif kind == relay_wire.CALL_FROM:
+            if not self.settings.punch:
+                return  # the peer asked to punch; we stay on the relay
             parsed = relay_wire.parse_call_from(data)
             if parsed is None:
                 self.counters.malformed_packets += 1
@@ -455,7 +543,7 @@ class Endpoint(asyncio.DatagramProtocol):
 
     def _connection_with(self, peer: bytes) -> PeerConnection | None:
         """The live connection whose peer is (or is claimed to be, until authenticated) `peer`."""
-        for connection in set(self._by_connection_id.values()):
+        for connection in self._connections:
             if not connection.closed and connection.peer_id_raw == peer:
                 return connection
         return None
@@ -483,7 +571,7 @@ class Endpoint(asyncio.DatagramProtocol):
             self.counters.malformed_packets += 1
             return
         # The notice names the ID the peer knew itself by: the ID we send to, not ours.
-        for connection in set(self._by_connection_id.values()):
+        for connection in list(self._connections):
             if (
                 connection.peer is not None
                 and connection.peer.raw == notice.node_id_raw
@@ -497,11 +585,13 @@ class Endpoint(asyncio.DatagramProtocol):
         """Close every connection (telling the peers) and the socket."""
         if self.relay is not None:
             self.relay.close()
-        for connection in list(self._by_connection_id.values()):
+        for connection in list(self._connections):
             if not connection.closed:
                 connection.close("endpoint closing")
         await asyncio.sleep(0)  # let the close packets leave
-        for connection in list(self._by_connection_id.values()):
+        for connection in list(self._connections):
             connection.terminate("endpoint closed")
+        if self._half_open_timer is not None:
+            self._half_open_timer.cancel()
         if self._transport is not None:
             self._transport.close()

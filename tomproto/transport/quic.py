@@ -15,6 +15,7 @@ from typing import Any
 from aioquic.quic.configuration import QuicConfiguration
 from aioquic.quic.connection import QuicConnection
 
+from tomproto.core.admission import AdmissionSettings
 from tomproto.identity import Identity
 from tomproto.transport.certificates import node_certificate
 
@@ -50,6 +51,11 @@ class TransportSettings:
     max_open_send_streams: int = 32
     # ...and answers (which cannot wait) are dropped, and counted, beyond this many.
     max_reply_streams: int = 1024
+    # Which Initials may open a connection: Retry past thresholds, half-open caps and timeout.
+    admission: AdmissionSettings = AdmissionSettings()
+    # Punch to a direct path through the relay (off: neither call nor answer punches, so the
+    # connection stays on the relay path; for measuring the relay itself).
+    punch: bool = True
 
     @classmethod
     def low_memory(cls) -> TransportSettings:
@@ -60,6 +66,8 @@ class TransportSettings:
             max_connections=64,
             max_open_send_streams=8,
             max_reply_streams=64,
+            # Half the connection slots at most may be half-open: established peers keep theirs.
+            admission=AdmissionSettings(retry_threshold=4, max_unvalidated_per_source=2, max_half_open=32),
         )
 
 
@@ -93,7 +101,10 @@ class TomQuicConnection(QuicConnection):
         super().__init__(**kwargs)
         self._counters = counters
         # Advertised in the transport parameters, which are serialised later, at _initialize.
-        self._local_max_streams_bidi.value = max_peer_streams
+        # `sent` too: aioquic raises the limit (MAX_STREAMS) only once `value` passes `sent`,
+        # so a `sent` left at its default of 128 froze a lower cap for good: the peer could
+        # open `max_peer_streams` streams in the connection's whole life, not at once.
+        self._local_max_streams_bidi.value = self._local_max_streams_bidi.sent = max_peer_streams
         recovery = self._loss
         sent, lost = recovery.on_packet_sent, recovery._on_packets_lost
 

@@ -1,6 +1,7 @@
 """The node's side of tom-relay: register, keep the registration alive, forward, call.
 
-Rules (docs/relay-protocol.md): the registration answers the relay's challenge with a signature;
+Rules (docs/relay-protocol.md): the registration answers the relay's challenge with a signature
+(our HELLO is padded to the challenge's size: the relay answers nothing smaller);
 keep-alives every `keepalive_s` (at most 15 s) hold the NAT mapping to the relay open and report
 the address the relay sees; a refusal "not registered" triggers a new registration.
 """
@@ -103,7 +104,7 @@ class RelayClient:
     def handle(self, data: bytes) -> None:
         """A packet from the relay's address (RELAYED and CALL_FROM are the endpoint's business)."""
         kind = data[0]
-        if kind == wire.CHALLENGE and len(data) == 1 + 32 + 32:
+        if kind == wire.CHALLENGE and len(data) == wire.CHALLENGE_BYTES:
             self.relay_id = data[1:33]
             self._send(wire.register(self.endpoint.identity, self.relay_id, data[33:], self.candidates()), self.relay_address)
         elif kind == wire.REGISTERED and len(data) == 1 + wire.ADDRESS_BYTES + 4:
@@ -119,6 +120,8 @@ class RelayClient:
                 if self.registered.is_set():
                     asyncio.ensure_future(self._register_again())
                 return
+            if data[1] == wire.Refusal.rate_limited:
+                return  # the relay is busy (or someone floods from our address): register() asks again
             self.refusal = data[2:].decode(errors="replace") or f"code {data[1]}"
             self._answered.set()  # wake register(), which reports the refusal
 

@@ -8,7 +8,7 @@ import os
 import secrets
 import signal
 import sys
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
@@ -223,6 +223,7 @@ def ping(
     relay: str | None = typer.Option(
         None, "--relay", metavar="HOST:PORT", help="tom-relay to register with; without --target-addr the peer is reached through it (then punched to direct)."
     ),
+    relay_only: bool = typer.Option(False, "--relay-only", help="Through the relay, stay on the relay path (no hole punching): measures the relay itself."),
 ) -> None:  # fmt: skip
     """Ping a responder with encrypted, signed probes; report RTT, jitter, loss and availability."""
     if local == (connect is not None or target_addr is not None):
@@ -270,7 +271,9 @@ def ping(
         invocation = Invocation(
             identity=load_or_create_identity(identity_file, warn=warn),
             settings=settings,
-            transport=TransportSettings.low_memory() if low_memory else TransportSettings(),
+            transport=replace(
+                TransportSettings.low_memory() if low_memory else TransportSettings(), punch=not relay_only
+            ),
             output_dir=output_dir,
             name=name,
             as_json=as_json,

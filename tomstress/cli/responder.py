@@ -66,7 +66,30 @@ def _final_counters(responder: Responder, stopped_by: str, uptime_s: float) -> d
         "uptime_s": round(uptime_s, 3),
         "counts": {key: responder.counts[key] for key in (*COUNTERS, *responder.counts)},
         "rejected": {reason.value: node.rejected[reason.value] for reason in RejectReason},
-        "transport": dataclasses.asdict(node.endpoint.counters),
+        "transport": _plain(node.endpoint.counters),
+        "admission": _admission_counters(node.endpoint),
+    }
+
+
+def _plain(counters: object) -> dict[str, Any]:
+    """A counters dataclass as JSON. Not dataclasses.asdict: it rebuilds a Counter from its
+    (key, count) pairs, which counts the pairs themselves."""
+    plain: dict[str, Any] = {}
+    for field in dataclasses.fields(counters):  # type: ignore[arg-type]
+        value = getattr(counters, field.name)
+        plain[field.name] = _plain(value) if dataclasses.is_dataclass(value) else dict(value) if isinstance(value, dict) else value
+    return plain
+
+
+def _admission_counters(endpoint: object) -> dict[str, object]:
+    counters = endpoint.counters  # type: ignore[attr-defined]
+    return {
+        "decisions": dict(counters.admission),
+        "retries_sent": counters.retries_sent,
+        "tokens_refused": counters.tokens_refused,
+        "half_open_timeouts": counters.half_open_timeouts,
+        "connections_refused": counters.connections_refused,
+        "refused_per_source": dict(counters.refused_per_source.most_common(10)),
     }
 
 
@@ -77,10 +100,13 @@ async def _serve(
     low_memory: bool,
     relay: tuple[str, int] | None,
     stop_on_stdin_eof: bool,
+    address_validation: str = "auto",
 ) -> None:
     identity = load_or_create_identity(identity_file, warn=warn)
     host, port = listen
     settings = TransportSettings.low_memory() if low_memory else TransportSettings()
+    admission = dataclasses.replace(settings.admission, address_validation=address_validation)
+    settings = dataclasses.replace(settings, admission=admission)
     try:
         responder = await Responder.start(identity, host, port, settings, relay)
     except OSError as error:
@@ -157,11 +183,17 @@ def responder(
     stop_on_stdin_eof: bool = typer.Option(
         False, "--stop-on-stdin-eof", hidden=True, help="Stop when stdin (a pipe from the parent) ends: ping --local's lifeline."
     ),
+    address_validation: str = typer.Option(
+        "auto", "--address-validation", metavar="auto|always",
+        help="QUIC Retry for new connections: `auto` past a threshold of half-open handshakes, `always` for every one (one more round trip).",
+    ),
 ) -> None:
     """Answer probes: print the NodeId and addresses (and one JSON line on stdout), run until stopped."""
     try:
         relay_address = None if relay is None else host_port_option(relay)
-        asyncio.run(_serve(identity_file, host_port_option(listen), quiet, low_memory, relay_address, stop_on_stdin_eof))
+        if address_validation not in ("auto", "always"):
+            fail("--address-validation must be auto or always")
+        asyncio.run(_serve(identity_file, host_port_option(listen), quiet, low_memory, relay_address, stop_on_stdin_eof, address_validation))
     except IdentityError as error:
         fail(str(error))
 

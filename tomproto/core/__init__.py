@@ -1,0 +1,20 @@
+"""Sans-IO policies shared by the node and the relay: they take `now` and injected secrets and
+randomness, and return decisions; the asyncio code around them does the sending."""
+
+from tomproto.core.admission import Action, AdmissionPolicy, AdmissionSettings, Verdict
+from tomproto.core.budget import SourceBudgets, TokenBucket, source_key
+from tomproto.core.tokens import RetryToken, TokenError, check_token, mint_token
+
+__all__ = [
+    "Action",
+    "AdmissionPolicy",
+    "AdmissionSettings",
+    "Verdict",
+    "SourceBudgets",
+    "TokenBucket",
+    "source_key",
+    "RetryToken",
+    "TokenError",
+    "check_token",
+    "mint_token",
+]

@@ -181,7 +181,7 @@ def exposure_warning(path: Path) -> str | None:
         mode = os.stat(path).st_mode
     except OSError:
         return None
-    if not mode & (stat.S_IRWXG | stat.S_IRWXO):
+    if not mode & (stat.S_IRGRP | stat.S_IROTH):
         return None
     return (
         f"identity file {path} can be read by group or others (mode {stat.S_IMODE(mode):04o}): whoever reads it "

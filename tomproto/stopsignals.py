@@ -1,8 +1,9 @@
 """The signals that stop a long-running command (ping, responder, tom-relay), and their exit codes.
 
 SIGINT (Ctrl-C), SIGTERM (kill, systemd) and SIGHUP (the terminal or the ssh session went away)
-all stop the command cleanly: the run's summary or the server's final counters are written, then
-the process exits with 128 + the signal's number.
+all stop the command cleanly: the run's summary or the server's final counters are written. A
+run (ping) then exits with 128 + the signal's number; a server (responder, tom-relay) exits 0,
+being stopped is its normal end (systemd counts 143 as a failure).
 
 SIGHUP is the one a user may have asked to ignore: `nohup tom-stress ping ...` starts us with
 SIGHUP set to SIG_IGN precisely so that a dropped session does not end the run. Installing a

@@ -4,9 +4,10 @@ from __future__ import annotations
 
 import typer
 
-from tomproto.addresses import format_host_port, parse_host_port
+from tomproto.addresses import format_host_port, parse_host_port, resolve_host_port
+from tomstress.cli.common import EXIT_UNREACHABLE, fail
 
-__all__ = ["parse_host_port", "host_port_option", "peer_address_option", "format_host_port"]
+__all__ = ["parse_host_port", "host_port_option", "peer_address_option", "peer_address", "format_host_port"]
 
 
 def host_port_option(text: str) -> tuple[str, int]:
@@ -18,10 +19,24 @@ def host_port_option(text: str) -> tuple[str, int]:
         raise typer.BadParameter(str(error)) from None
 
 
-
 def peer_address_option(text: str) -> tuple[str, int]:
-    """A relay's or responder's address: as host_port_option, and port 0 is refused."""
+    """A relay's or responder's address for typer: as host_port_option, and port 0 is refused."""
     try:
         return parse_host_port(text, allow_port_zero=False)
     except ValueError as error:
         raise typer.BadParameter(str(error)) from None
+
+
+def peer_address(option: str, text: str) -> tuple[str, int]:
+    """A peer's HOST:PORT given to `option`, checked (exit 2) and with its host name looked up
+    once: packets from the peer come from an IP, and are matched against this address. A name
+    that does not resolve means the peer cannot be reached (exit 3: in the field that is a DNS
+    outage as often as a typo)."""
+    try:
+        address = parse_host_port(text, allow_port_zero=False)
+    except ValueError as error:
+        fail(f"{option}: {error}")
+    try:
+        return resolve_host_port(address)
+    except OSError as error:
+        fail(f"{option} {format_host_port(address)}: cannot resolve {address[0]!r}: {error.strerror or error}", EXIT_UNREACHABLE)

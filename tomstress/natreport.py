@@ -18,7 +18,7 @@ import asyncio
 from dataclasses import dataclass
 from typing import Any
 
-from tomproto.addresses import format_host_port
+from tomproto.addresses import format_host_port, ip_version
 from tomproto.identity import Identity
 from tomproto.relay import protocol as wire
 from tomproto.relay.protocol import Address
@@ -57,8 +57,9 @@ async def _mapping(transport: asyncio.DatagramTransport, prober: _Prober, identi
                 break
             if source != relay or not data:
                 continue
-            if data[0] == wire.CHALLENGE and len(data) == 65:
-                transport.sendto(wire.register(identity, data[1:33], data[33:], []), relay)
+            if data[0] == wire.CHALLENGE and len(data) == wire.CHALLENGE_BYTES:
+                relay_id, nonce = data[1 : 1 + wire.ID_BYTES], data[1 + wire.ID_BYTES :]
+                transport.sendto(wire.register(identity, relay_id, nonce, []), relay)
             elif data[0] == wire.REGISTERED:
                 return wire.unpack_address(data[1 : 1 + wire.ADDRESS_BYTES])
     return None
@@ -67,7 +68,9 @@ async def _mapping(transport: asyncio.DatagramTransport, prober: _Prober, identi
 async def probe_mappings(relays: list[Address], timeout_s: float = 1.0) -> tuple[Address, list[Address | None]]:
     """The local socket address and, per relay address, the mapping the relay observed."""
     loop = asyncio.get_running_loop()
-    transport, prober = await loop.create_datagram_endpoint(_Prober, local_addr=("0.0.0.0", 0))
+    # One socket for every relay address: they must share an IP family (the command checks).
+    wildcard = "::" if relays and ip_version(relays[0][0]) == 6 else "0.0.0.0"
+    transport, prober = await loop.create_datagram_endpoint(_Prober, local_addr=(wildcard, 0))
     try:
         identity = Identity.generate()
         mappings = [await _mapping(transport, prober, identity, relay, timeout_s) for relay in relays]

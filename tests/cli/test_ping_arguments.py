@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import resource
+import socket
 import subprocess
 import sys
 import time
@@ -47,6 +48,7 @@ def tom_stress(*arguments: str) -> subprocess.CompletedProcess[str]:
         (["--local", "--count", "5", "--duration", "1s"], "one of --count, --duration and --continuous"),
         (["--local", "--continuous", "-c", "5"], "one of --count, --duration and --continuous"),
         (["--local", "--duration", "0s"], "--duration must be a positive duration"),
+        (["--connect", NODE, "--target-addr", "127.0.0.1:7400", "--relay-only"], "--relay-only needs --relay"),
     ],
 )
 def test_bad_ping_arguments_exit_2_with_a_message(arguments: list[str], message: str) -> None:
@@ -102,3 +104,13 @@ def test_the_largest_sizes_seal_within_their_caps_and_one_more_byte_does_not() -
     datagram = _likely_wire_bytes("0" * 16, "ping", DATAGRAM_MARGIN_SD)
     assert stream(limits.stream_maximum) <= MAX_ENVELOPE_BYTES < stream(limits.stream_maximum + 1)
     assert datagram(limits.datagram_maximum) <= MAX_DATAGRAM_ENVELOPE_BYTES < datagram(limits.datagram_maximum + 1)
+
+
+def test_a_relay_that_never_answers_exits_3_and_leaves_no_empty_archive(tmp_path) -> None:
+    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as silent:  # bound, never answers
+        silent.bind(("127.0.0.1", 0))
+        relay = f"127.0.0.1:{silent.getsockname()[1]}"
+        result = tom_stress("ping", "--connect", NODE, "--relay", relay, "--output-dir", str(tmp_path / "out"), "-q")
+    assert result.returncode == 3, result.stderr
+    assert f"no answer from relay {relay}" in result.stderr
+    assert not (tmp_path / "out").exists() or not any((tmp_path / "out").iterdir())

@@ -31,7 +31,7 @@ def busy_port() -> Iterator[int]:
 
 @pytest.mark.parametrize(
     ("value", "message"),
-    [("5", "give a unit, e.g. 100ms, 2s, 5m or 1h"), ("0s", "must be a positive duration"), ("soon", "invalid duration")],
+    [("5", "give a unit, e.g. 100ms, 2s, 5m or 1h"), ("0s", "too short: at least 100ms"), ("50ms", "too short: at least 100ms"), ("soon", "invalid duration")],
 )
 def test_relay_stats_interval_needs_a_positive_duration_with_a_unit(value: str, message: str) -> None:
     result = tom_stress("relay", "--listen", "127.0.0.1:0", "--stats-interval", value)
@@ -86,3 +86,17 @@ def test_ipv6_listen_addresses_work(command: str) -> None:
     finally:
         process.terminate()
         process.communicate(timeout=TIMEOUT_S)
+
+
+@pytest.mark.parametrize(
+    ("arguments", "message"),
+    [
+        (["--relay", "127.0.0.1:0"], "give the port the peer listens on"),
+        (["--relay", "256.0.0.1:7478"], "is not an IPv4 address"),
+        (["--listen", "[::1]:0", "--relay", "127.0.0.1:7478"], "same IP family"),
+    ],
+)
+def test_bad_responder_relay_arguments_exit_2(arguments: list[str], message: str) -> None:
+    result = tom_stress("responder", *arguments)
+    assert result.returncode == 2, result.stderr
+    assert message in result.stderr and "Traceback" not in result.stderr

@@ -52,6 +52,19 @@ def start_responder(port: int = 0, identity: Path | None = None, *extra: str, ho
     return ResponderProcess(process, ready["node_id"], ready["port"], host)
 
 
+def start_relay() -> tuple[subprocess.Popen[str], int]:
+    """tom-relay on 127.0.0.1 (a free port): the process and its port."""
+    process = subprocess.Popen([*TOM_STRESS, "relay", "--listen", "127.0.0.1:0", "--stats-interval", "1h"],
+                               stdout=subprocess.PIPE, text=True)  # fmt: skip
+    assert process.stdout is not None
+    line = process.stdout.readline()  # the relay's first line, `listening`, or EOF if it died
+    if not line:
+        process.kill()
+        raise RuntimeError("tom-relay did not start")
+    address = json.loads(line)["addresses"][0]
+    return process, int(address.rsplit(":", 1)[1])
+
+
 def start_ping(*arguments: str, output_dir: Path) -> subprocess.Popen[str]:
     command = [*TOM_STRESS, "ping", *arguments, "--json", "--no-live", "--output-dir", str(output_dir)]
     return subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)

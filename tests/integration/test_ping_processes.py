@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import io
 import re
 import signal
 import time
@@ -9,11 +10,13 @@ from datetime import datetime
 from pathlib import Path
 
 import pytest
+from rich.console import Console
 
-from tests.integration.processes import finish, start_ping, start_responder, udp_echo_min_rtt_ms
+from tests.integration.processes import finish, start_ping, start_relay, start_responder, udp_echo_min_rtt_ms
 from tomproto.identity import Identity
 from tomproto.transport import MAX_DATAGRAM_BYTES
 from tomstress.archive import read_archive, validate_archive
+from tomstress.render import print_brief_summary, print_summary
 
 
 @pytest.fixture
@@ -198,3 +201,29 @@ def test_an_ipv6_responder_is_pinged_at_its_bracketed_address(tmp_path: Path) ->
     assert code == 0, stderr
     assert summary is not None and summary["probes"]["ok"] == 10
     assert summary["target_addr"] == f"[::1]:{responder.port}" == responder.address
+
+
+def test_a_relay_named_by_host_name_is_reached_and_named_in_the_summary(tmp_path: Path) -> None:
+    relay, port = start_relay()
+    responder = None
+    try:
+        # Packets come back from an IP: a relay given by name must be looked up once, at the start.
+        responder = start_responder(0, None, "--relay", f"localhost:{port}")
+        ping = start_ping(
+            "--connect", responder.node_id, "--relay", f"localhost:{port}", "--relay-only", "-c", "5", "-i", "50ms",
+            output_dir=tmp_path,
+        )  # fmt: skip
+        code, summary, stderr = finish(ping)
+    finally:
+        if responder is not None:
+            responder.kill()
+        relay.kill()
+        relay.wait(timeout=10)
+    assert code == 0, stderr
+    assert summary is not None and summary["probes"]["ok"] == 5
+    assert summary["relay"] == f"127.0.0.1:{port}" and summary["path"]["outcome"] == "relay_only"
+    # The printed summaries name the relay (once they said "at None") and the path.
+    for render in (print_summary, print_brief_summary):
+        printed = io.StringIO()
+        render(summary, Console(file=printed, width=200))
+        assert f"via relay 127.0.0.1:{port}" in printed.getvalue() and "path: relay_only" in printed.getvalue()

@@ -354,23 +354,21 @@ def test_watch_process_notices_a_death_by_sigkill(monkeypatch: pytest.MonkeyPatc
     if not pidfd:
         monkeypatch.delattr(os, "pidfd_open")
 
-    async def scenario() -> float:
+    async def scenario() -> None:
         loop = asyncio.get_running_loop()
         gone = asyncio.Event()
         watched = subprocess.Popen(["sleep", "60"])  # our child: it stays a zombie until reaped
         try:
             lifeline.watch_process(loop, watched.pid, gone.set)
-            await asyncio.sleep(0.3)
+            await asyncio.sleep(2 * lifeline.POLL_INTERVAL_S)  # a living process is not taken for dead
             assert not gone.is_set()
-            killed_at = loop.time()
             watched.kill()
-            await asyncio.wait_for(gone.wait(), GONE_WITHIN_S)
-            return loop.time() - killed_at
+            await asyncio.wait_for(gone.wait(), GONE_WITHIN_S)  # (the acceptance bound: 2 s)
         finally:
             watched.kill()
             watched.wait(timeout=BOUND_S)
 
-    assert asyncio.run(scenario()) <= lifeline.POLL_INTERVAL_S + 0.5
+    asyncio.run(scenario())
 
 
 def test_watch_eof_fires_when_the_writer_closes() -> None:

@@ -31,6 +31,7 @@ __all__ = ["main", "app"]
 
 DEFAULT_LISTEN = "0.0.0.0:7478"
 EXIT_USAGE = 2
+MIN_STATS_INTERVAL_S = 0.1  # a stats line lists every node: more often would flood stdout
 
 app = typer.Typer(add_completion=False, pretty_exceptions_show_locals=False)
 
@@ -92,8 +93,8 @@ async def _serve(listens: list[tuple[str, int]], identity_file: Path | None, sta
 
 def _stats_interval_option(text: str) -> float:
     seconds = duration_option(text)
-    if seconds <= 0:
-        raise typer.BadParameter(f"must be a positive duration, e.g. 60s (got {text!r})")
+    if seconds < MIN_STATS_INTERVAL_S:
+        raise typer.BadParameter(f"{text!r} is too short: at least 100ms between stats lines, e.g. 60s")
     return seconds
 
 

@@ -30,6 +30,7 @@ from aioquic.asyncio.protocol import QuicConnectionProtocol
 from aioquic.quic import events
 from aioquic.quic.configuration import QuicConfiguration
 
+from tomproto.durations import parse_duration
 from tomproto.identity import Identity, NodeId
 from tomproto.node import Node, ReceivedMessage
 from tomproto.transport.certificates import node_certificate
@@ -37,7 +38,6 @@ from tomproto.transport.quic import ALPN
 from tomproto.wire.envelope import MessageType
 from tomstress.archive import Archive
 from tomstress.benchmarks.peers import REPORT_REQUEST
-from tomproto.durations import parse_duration
 from tomstress.ping import PingConfig, PingRun
 from tomstress.probe import Probe, encode_probe
 from tomstress.stats import summarize

@@ -11,8 +11,8 @@ import time
 
 import typer
 
-from tomstress.cli.common import EXIT_USAGE, fail
 from tomproto.durations import parse_duration
+from tomstress.cli.common import EXIT_USAGE, fail
 from tomstress.lab.netns import TOPOLOGIES, LabError, Topology, teardown
 from tomstress.lab.session import STATE_DIR, Impairments, schedule_outages, start, stop
 

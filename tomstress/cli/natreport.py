@@ -7,9 +7,10 @@ import json
 
 import typer
 
-from tomstress.addresses import format_host_port, peer_address_option
-from tomstress.cli.common import EXIT_UNREACHABLE, fail
+from tomproto.addresses import ip_version
 from tomproto.durations import duration_option
+from tomstress.addresses import format_host_port, peer_address
+from tomstress.cli.common import EXIT_UNREACHABLE, fail
 from tomstress.natreport import UNKNOWN, nat_report
 
 __all__ = ["register"]
@@ -24,7 +25,9 @@ def nat_report_command(
     as_json: bool = typer.Option(False, "--json", help="Print the report as one JSON object."),
 ) -> None:  # fmt: skip
     """Report the NAT on this side: mapping behaviour, port preservation, and a plain verdict."""
-    relays = [peer_address_option(text) for text in relay]
+    relays = [peer_address("--relay", text) for text in relay]
+    if len({ip_version(host) for host, _ in relays}) > 1:
+        fail("give --relay addresses of one IP family (all IPv4 or all IPv6): one socket asks them all")
     report = asyncio.run(nat_report(relays, timeout))
     if as_json:
         print(json.dumps(report.as_dict()))

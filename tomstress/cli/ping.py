@@ -15,8 +15,9 @@ from typing import Any
 import typer
 from rich.console import Console
 
-from tomproto.addresses import format_host_port, ip_version, parse_host_port, resolve_host_port
+from tomproto.addresses import ip_version
 from tomproto.buildinfo import build_info
+from tomproto.durations import duration_option
 from tomproto.errors import IdentityError
 from tomproto.identity import Identity, NodeId, load_or_create_identity
 from tomproto.lifeline import watch_outermost
@@ -25,6 +26,7 @@ from tomproto.stopsignals import EXIT_SIGNAL, install_stop_handlers
 from tomproto.terminal import guarded_stderr, guarded_stdout
 from tomproto.transport import TransportError, TransportSettings
 from tomstress import __version__
+from tomstress.addresses import peer_address
 from tomstress.archive import SCHEMA_VERSION, Archive, check_archive_name, host_facts
 from tomstress.cli.common import (
     EXIT_CODES_HELP,
@@ -35,7 +37,6 @@ from tomstress.cli.common import (
     fail,
     warn,
 )
-from tomproto.durations import duration_option
 from tomstress.local import local_responder
 from tomstress.ping import PHASE, PingConfig, PingRun, probes_for_duration
 from tomstress.probe_sizes import size_problem
@@ -74,7 +75,7 @@ def _loss_over_limit(summary: dict[str, Any], config: PingConfig) -> bool:
 def _exit_code(summary: dict[str, Any], stopped_by: signal.Signals | None, config: PingConfig, output_failed: bool) -> int:
     if stopped_by is not None:
         return EXIT_SIGNAL[stopped_by]
-    if output_failed:  # the measurement is only on stdout now: that outranks any verdict
+    if output_failed:  # the measurement is only on stdout now: that outranks any verdict (not a stop signal)
         return EXIT_OUTPUT_FAILED
     if not summary["reached"]:
         return EXIT_UNREACHABLE
@@ -101,6 +102,7 @@ class Invocation:
     as_json: bool
     live: bool
     quiet: bool
+    low_memory: bool
 
 
 async def _ping(invocation: Invocation, peer: NodeId | None, address: tuple[str, int] | None) -> int:
@@ -119,7 +121,7 @@ async def _ping(invocation: Invocation, peer: NodeId | None, address: tuple[str,
 
     if peer is None:  # --local
         # The local responder runs on the same small device: it gets the same profile.
-        extra = ("--low-memory",) if invocation.transport == TransportSettings.low_memory() else ()
+        extra = ("--low-memory",) if invocation.low_memory else ()
         async with local_responder(*extra) as (local_peer, local_address, _):
             return await _run(invocation, local_peer, local_address, stop, stopped_by)
     return await _run(invocation, peer, address, stop, stopped_by)
@@ -137,16 +139,17 @@ async def _run(
     run_id = secrets.token_hex(RUN_ID_HEX_CHARS // 2)
     # Never wrap paths and ids; a terminal gone (EIO, EPIPE) drops output, never the run.
     stderr = Console(file=guarded_stderr(), soft_wrap=True)  # type: ignore[arg-type]
-    try:
-        archive = Archive.create(invocation.output_dir, invocation.name, "ping")
-    except OSError as error:
-        fail(f"cannot create the archive in {invocation.output_dir}: {error.strerror or error}", EXIT_OUTPUT_FAILED)
-    # A full disk or an I/O error stops the probing: what was measured goes to stdout instead.
-    archive.on_failure = lambda _: stop.set()
-    if not invocation.quiet:
-        stderr.print(f"archive: {archive.path}", highlight=False)
+    # The node first: a bind or a relay that refuses us must not leave an empty archive behind.
     node = await Node.start(identity, _bind_host(config), 0, settings=invocation.transport, relay=config.relay)
     try:
+        try:
+            archive = Archive.create(invocation.output_dir, invocation.name, "ping")
+        except OSError as error:
+            fail(f"cannot create the archive in {invocation.output_dir}: {error.strerror or error}", EXIT_OUTPUT_FAILED)
+        # A full disk or an I/O error stops the probing: what was measured goes to stdout instead.
+        archive.on_failure = lambda _: stop.set()
+        if not invocation.quiet:
+            stderr.print(f"archive: {archive.path}", highlight=False)
         with archive:
             archive.write(
                 "run_start",
@@ -232,6 +235,8 @@ def ping(
         fail("--connect needs --target-addr HOST:PORT, --relay HOST:PORT, or both")
     if interval <= 0 or timeout <= 0:
         fail("--interval and --timeout must be positive durations, e.g. 100ms")
+    if relay_only and (relay is None or target_addr is not None):
+        fail("--relay-only needs --relay HOST:PORT and no --target-addr: it keeps a relayed connection on the relay")
     if sum((count is not None, duration is not None, continuous)) > 1:
         fail("give one of --count, --duration and --continuous")
     if count is not None and count < 1:
@@ -246,8 +251,8 @@ def ping(
         check_archive_name(name)
     except ValueError as error:
         fail(f"--name: {error}")
-    address = None if target_addr is None else _peer_address("--target-addr", target_addr)
-    relay_address = None if relay is None else _peer_address("--relay", relay)
+    address = None if target_addr is None else peer_address("--target-addr", target_addr)
+    relay_address = None if relay is None else peer_address("--relay", relay)
     if address is not None and relay_address is not None and ip_version(address[0]) != ip_version(relay_address[0]):
         fail("--target-addr and --relay must be of the same IP family (both IPv4 or both IPv6): one socket serves both")
     if continuous:
@@ -279,6 +284,7 @@ def ping(
             as_json=as_json,
             live=not (no_live or quiet),
             quiet=quiet,
+            low_memory=low_memory,
         )
         code = asyncio.run(_ping(invocation, connect, address))
     except IdentityError as error:
@@ -288,20 +294,6 @@ def ping(
     except OSError as error:
         fail(f"{error.strerror or error}: {getattr(error, 'filename', '') or ''}".rstrip(": "))
     raise typer.Exit(code)
-
-
-def _peer_address(option: str, text: str) -> tuple[str, int]:
-    """A peer's HOST:PORT, checked (exit 2) and with its host name looked up once; a name that
-    does not resolve means the peer cannot be reached (exit 3: in the field that is a DNS outage
-    as often as a typo)."""
-    try:
-        address = parse_host_port(text, allow_port_zero=False)
-    except ValueError as error:
-        fail(f"{option}: {error}")
-    try:
-        return resolve_host_port(address)
-    except OSError as error:
-        fail(f"{option} {format_host_port(address)}: cannot resolve {address[0]!r}: {error.strerror or error}", EXIT_UNREACHABLE)
 
 
 def register(app: typer.Typer) -> None:

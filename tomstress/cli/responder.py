@@ -13,6 +13,7 @@ from typing import Any, TextIO
 
 import typer
 
+from tomproto.addresses import ip_version
 from tomproto.errors import IdentityError
 from tomproto.identity import load_or_create_identity
 from tomproto.lifeline import watch_eof, watch_outermost
@@ -21,7 +22,7 @@ from tomproto.stopsignals import install_stop_handlers
 from tomproto.terminal import guarded_stderr, guarded_stdout
 from tomproto.transport import PathChanged, TransportError, TransportSettings
 from tomproto.transport.relay_client import local_ipv4_addresses
-from tomstress.addresses import format_host_port, host_port_option
+from tomstress.addresses import format_host_port, host_port_option, peer_address
 from tomstress.cli.common import EXIT_UNREACHABLE, fail, warn
 from tomstress.responder import COUNTERS, Responder
 
@@ -190,10 +191,13 @@ def responder(
 ) -> None:
     """Answer probes: print the NodeId and addresses (and one JSON line on stdout), run until stopped."""
     try:
-        relay_address = None if relay is None else host_port_option(relay)
+        listen_address = host_port_option(listen)
+        relay_address = None if relay is None else peer_address("--relay", relay)
+        if relay_address is not None and ip_version(relay_address[0]) != (ip_version(listen_address[0]) or 4):
+            fail("--listen and --relay must be of the same IP family (both IPv4 or both IPv6): one socket serves both")
         if address_validation not in ("auto", "always"):
             fail("--address-validation must be auto or always")
-        asyncio.run(_serve(identity_file, host_port_option(listen), quiet, low_memory, relay_address, stop_on_stdin_eof, address_validation))
+        asyncio.run(_serve(identity_file, listen_address, quiet, low_memory, relay_address, stop_on_stdin_eof, address_validation))
     except IdentityError as error:
         fail(str(error))
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 import socket
 import subprocess
 import sys
@@ -100,3 +101,11 @@ def test_bad_responder_relay_arguments_exit_2(arguments: list[str], message: str
     result = tom_stress("responder", *arguments)
     assert result.returncode == 2, result.stderr
     assert message in result.stderr and "Traceback" not in result.stderr
+
+
+@pytest.mark.parametrize(("command", "codes"), [(["relay"], "0 stopped"), (["responder"], "3 the relay given with --relay never answered")])
+def test_server_help_lists_the_exit_codes(command: list[str], codes: str) -> None:
+    result = subprocess.run([sys.executable, "-m", "tomstress", *command, "--help"], capture_output=True, text=True,
+                            timeout=TIMEOUT_S, env={**os.environ, "COLUMNS": "250"})  # fmt: skip
+    assert result.returncode == 0
+    assert "Exit codes: 0 stopped" in result.stdout and codes in result.stdout

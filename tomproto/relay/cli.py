@@ -27,10 +27,14 @@ from tomproto.relay.server import RelayServer
 from tomproto.stopsignals import install_stop_handlers
 from tomproto.terminal import guarded_stderr, guarded_stdout
 
-__all__ = ["main", "app"]
+__all__ = ["main", "app", "EXIT_CODES_HELP"]
 
 DEFAULT_LISTEN = "0.0.0.0:7478"
 EXIT_USAGE = 2
+EXIT_CODES_HELP = (
+    "\b\nExit codes: 0 stopped (SIGINT, SIGTERM or SIGHUP; the final stats are printed); 2 usage or "
+    "configuration error (an address in use is named)."
+)
 MIN_STATS_INTERVAL_S = 0.1  # a stats line lists every node: more often would flood stdout
 
 app = typer.Typer(add_completion=False, pretty_exceptions_show_locals=False)
@@ -98,7 +102,7 @@ def _stats_interval_option(text: str) -> float:
     return seconds
 
 
-@app.command()
+@app.command(epilog=EXIT_CODES_HELP)
 def relay(
     listen: list[str] = typer.Option([DEFAULT_LISTEN], "--listen", metavar="HOST:PORT", help="UDP address ([::1]:7478 for IPv6); repeat to serve several."),
     identity_file: Path | None = typer.Option(None, "--identity", help="Identity file (created if missing); ephemeral without it."),

@@ -1,7 +1,8 @@
 """The tom-stress command line: one module per command group, thin commands over library calls.
 
 Exit codes (spec/measurement.md §4): 0 success, 1 a phase failed its criteria, 2 usage or
-configuration error, 3 the peer was never reached, 129/130/143 interrupted (SIGHUP/SIGINT/SIGTERM).
+configuration error, 3 the peer was never reached, 4 the archive could not be written, 129/130/143
+interrupted (SIGHUP/SIGINT/SIGTERM).
 """
 
 from __future__ import annotations
@@ -9,6 +10,7 @@ from __future__ import annotations
 import typer
 
 from tomproto.errors import LocalError
+from tomproto.relay.cli import EXIT_CODES_HELP as RELAY_EXIT_CODES_HELP
 from tomproto.relay.cli import relay as relay_command
 from tomstress.cli import identity, lab, natreport, ping, responder
 from tomstress.cli.common import fail
@@ -28,7 +30,9 @@ responder.register(app)
 ping.register(app)
 natreport.register(app)
 lab.register(app)
-app.command("relay", help="Run tom-relay, the relay and rendezvous server (same as the tom-relay command).")(relay_command)
+app.command(
+    "relay", help="Run tom-relay, the relay and rendezvous server (same as the tom-relay command).", epilog=RELAY_EXIT_CODES_HELP
+)(relay_command)
 
 
 def _print_version(value: bool) -> None:

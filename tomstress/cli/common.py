@@ -7,7 +7,8 @@ from typing import NoReturn
 import typer
 
 __all__ = [
-    "EXIT_OK", "EXIT_FAILED", "EXIT_USAGE", "EXIT_UNREACHABLE", "EXIT_OUTPUT_FAILED", "EXIT_CODES_HELP", "fail", "warn",
+    "EXIT_OK", "EXIT_FAILED", "EXIT_USAGE", "EXIT_UNREACHABLE", "EXIT_OUTPUT_FAILED", "EXIT_CODES_HELP",
+    "SERVER_EXIT_CODES_HELP", "fail", "warn",
 ]  # fmt: skip
 
 EXIT_OK = 0
@@ -21,6 +22,11 @@ EXIT_CODES_HELP = (
     "\b\nExit codes: 0 done; 1 --max-loss exceeded; 2 usage or configuration error; 3 the peer was "
     "never reached; 4 the archive could not be written (full disk, I/O error); 129, 130, 143 stopped "
     "by SIGHUP, SIGINT, SIGTERM (the summary is still written)."
+)
+
+SERVER_EXIT_CODES_HELP = (
+    "\b\nExit codes: 0 stopped (SIGINT, SIGTERM or SIGHUP; the final counters are printed); 2 usage or "
+    "configuration error (an address in use is named); 3 the relay given with --relay never answered."
 )
 
 

@@ -23,7 +23,7 @@ from tomproto.terminal import guarded_stderr, guarded_stdout
 from tomproto.transport import PathChanged, TransportError, TransportSettings
 from tomproto.transport.relay_client import local_ipv4_addresses
 from tomstress.addresses import format_host_port, host_port_option, peer_address
-from tomstress.cli.common import EXIT_UNREACHABLE, fail, warn
+from tomstress.cli.common import EXIT_UNREACHABLE, SERVER_EXIT_CODES_HELP, fail, warn
 from tomstress.responder import COUNTERS, Responder
 
 __all__ = ["register"]
@@ -203,4 +203,4 @@ def responder(
 
 
 def register(app: typer.Typer) -> None:
-    app.command("responder")(responder)
+    app.command("responder", epilog=SERVER_EXIT_CODES_HELP)(responder)

@@ -6,8 +6,9 @@
 The token proves that whoever presents it received our Retry at (host, port) at most
 `lifetime_s` ago. It is dated in whole seconds, rounded down, and its age is measured from that
 date, so it is good for at most `lifetime_s` and at least `lifetime_s` - 1 s after it was minted
-(never longer: a 10 s token is refused 10 s after it was minted, whatever the fraction). It carries the original destination connection ID because the server must
-echo it in its transport parameters, and that Initial is gone by the time the token comes back;
+(never longer: a 10 s token is refused 10 s after it was minted, whatever the fraction).
+It carries the original destination connection ID because the server must echo it in its
+transport parameters, and that Initial is gone by the time the token comes back;
 it carries the Retry source connection ID so that a token is good only on the Initial sent to
 that ID. An HMAC costs about a microsecond, where aioquic's own Retry tokens cost an RSA
 operation each. A token may be replayed within its lifetime from the same address: that still

@@ -301,7 +301,7 @@ class RelayServer:
             registration = self._registrations.pop(node_id)
             self._by_address.pop((id(registration.socket), registration.address), None)
             for pair in registration.pairs:
-                del self.pair_bytes[pair]
+                self.pair_bytes.pop(pair, None)
                 other = self._registrations.get(pair[1] if pair[0] == node_id else pair[0])
                 if other is not None:
                     other.pairs.discard(pair)

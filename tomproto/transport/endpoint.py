@@ -6,9 +6,10 @@ Rules it enforces:
   the admission policy (tomproto/core/admission.py), which accepts it, answers with a Retry
   (address validation, RFC 9000 §8.1) or drops it; anything else with both top bits clear is a
   control packet;
-- half-open handshakes (accepted, not complete) are bounded per source, for relayed ones in
-  all, and in all, and time out after `AdmissionSettings.half_open_timeout_s` (unvalidated) or
-  `validated_half_open_timeout_s` (address-validated or relayed: the dialer's own timeout);
+- half-open handshakes (accepted, not complete) are bounded per source (tighter while its
+  address is unproven), relayed ones also all together, and all of them in all; they time out
+  after `AdmissionSettings.half_open_timeout_s` (unvalidated) or `validated_half_open_timeout_s`
+  (address-validated or relayed: the dialer's own timeout);
 - one usable connection per peer. When two exist (both sides dialled at once), both ends keep the
   one dialled by the lower NodeId and drain the other; a connection authenticated long after the
   existing one replaces it (the peer restarted and dialled again);

@@ -143,7 +143,7 @@ def test_unvalidated_handshakes_time_out_quickly_and_validated_or_relayed_ones_g
     # Opened after the validated one, due before it: timed out at its own deadline.
     assert admission.next_deadline() == NOW + 4.0
     assert admission.expired(NOW + 4.0) == [keys[3]]
-    # A real client whose server flight was lost twice is still waiting at 4.9 s: so are we.
+    # A real client whose server flight was lost twice is still waiting at 4.99 s: so are we.
     assert admission.next_deadline() == NOW + 0.01 + 5.0  # its token came back after 10 ms
     assert admission.expired(NOW + 4.99) == []
     assert admission.expired(NOW + 6.0) == [keys[1], keys[2]]

@@ -8,7 +8,6 @@ really went through admission (Retries, refused tokens, budgets), not around it.
 
 from __future__ import annotations
 
-import json
 import signal
 import subprocess
 import sys
@@ -19,12 +18,14 @@ from typing import Any
 import pytest
 
 from tests.integration.processes import START_TIMEOUT_S, TOM_STRESS, finish, start_ping, start_responder
+from tomstress.benchmarks.children import read_json_line, wait_or_kill
 
 FLOOD_RATE_PER_S = 2500
 FLOOD_S = 4.0
 MIN_FLOOD_RATE_PER_S = 2000
 MIN_FLOOD_S = 3.0
 MAX_RSS_GROWTH_KIB = 50 * 1024
+STOP_GRACE_S = 10.0
 pytestmark = pytest.mark.slow
 
 
@@ -34,32 +35,19 @@ def memory_kib(pid: int) -> dict[str, int]:
     return {name: int(fields[name].split()[0]) for name in ("VmRSS", "VmHWM")}
 
 
-def read_json_line(process: subprocess.Popen[str], event: str) -> dict[str, Any]:
-    assert process.stdout is not None
-    deadline = time.monotonic() + START_TIMEOUT_S
-    while time.monotonic() < deadline:
-        line = process.stdout.readline()
-        if not line:
-            break
-        parsed = json.loads(line)
-        if parsed.get("event") == event:
-            return parsed
-    raise AssertionError(f"no {event!r} line from {process.args}")
-
-
 def start_flooder(target: str, kind: str) -> subprocess.Popen[str]:
     flooder = subprocess.Popen(
         [sys.executable, "-m", "tomstress.benchmarks.flooder", "--target", target, "--kind", kind,
          "--rate", str(FLOOD_RATE_PER_S), "--duration", str(FLOOD_S), "--source", "127.0.0.2"],
         stdout=subprocess.PIPE, text=True,
     )  # fmt: skip
-    read_json_line(flooder, "ready")  # built: the flood starts now
+    read_json_line(flooder, "ready", START_TIMEOUT_S)  # built: the flood starts now
     return flooder
 
 
 def flood_report(flooder: subprocess.Popen[str]) -> dict[str, Any]:
-    report = read_json_line(flooder, "done")
-    flooder.wait(timeout=10)
+    report = read_json_line(flooder, "done", START_TIMEOUT_S)
+    wait_or_kill(flooder, STOP_GRACE_S)
     assert report["elapsed_s"] >= MIN_FLOOD_S and report["rate_per_s"] >= MIN_FLOOD_RATE_PER_S, report
     return report
 
@@ -67,9 +55,9 @@ def flood_report(flooder: subprocess.Popen[str]) -> dict[str, Any]:
 def stop(process: subprocess.Popen[str], event: str) -> dict[str, Any]:
     process.send_signal(signal.SIGTERM)
     try:
-        return read_json_line(process, event)
+        return read_json_line(process, event, STOP_GRACE_S)
     finally:
-        process.wait(timeout=10)
+        wait_or_kill(process, STOP_GRACE_S)
 
 
 def assert_every_probe_ok(ping: subprocess.Popen[str], count: int) -> dict[str, Any]:
@@ -132,7 +120,7 @@ def start_relay() -> tuple[subprocess.Popen[str], str]:
     relay = subprocess.Popen(
         [*TOM_STRESS, "relay", "--listen", "127.0.0.1:0", "--stats-interval", "1h"], stdout=subprocess.PIPE, text=True
     )
-    listening = read_json_line(relay, "listening")
+    listening = read_json_line(relay, "listening", START_TIMEOUT_S)
     return relay, listening["addresses"][0]
 
 
@@ -167,7 +155,7 @@ def test_a_relay_flooded_with_registrations_keeps_relaying_and_registers_newcome
             responder.kill()
         if relay.poll() is None:
             relay.kill()
-            relay.wait(timeout=10)
+            wait_or_kill(relay, STOP_GRACE_S)
     assert events["challenges"] > 0 and events["hello_unpadded"] > 0
     assert events["refused_unknown_challenge"] > 0  # made-up challenges: one HMAC each
     # The flooder answered its challenges with bad signatures; few were ever checked.

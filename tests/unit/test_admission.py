@@ -4,7 +4,10 @@ from __future__ import annotations
 
 import itertools
 
+import pytest
+
 from tomproto.core.admission import Action, AdmissionPolicy, AdmissionSettings, Verdict
+from tomproto.transport.quic import TransportSettings
 
 SECRET = b"k" * 32
 NOW = 5_000.0
@@ -67,17 +70,91 @@ def test_one_source_ip_holds_a_few_unvalidated_handshakes_whatever_its_ports() -
     assert admission.initial(NOW, new_dcid(), b"", from_host("198.51.100.1")).action is Action.accept
 
 
-def test_validated_handshakes_are_never_capped_per_source() -> None:
-    admission, new_dcid = policy(max_unvalidated_per_source=1, retry_threshold=100), dcids()
-    accepted = 0
-    for port in range(20):
-        address = from_host("203.0.113.9", 2000 + port)
-        verdict = admission.initial(NOW, new_dcid(), b"", address)
-        if verdict.action is Action.retry:
-            verdict = follow_retry(admission, verdict, address, NOW)
-        accepted += verdict.action is Action.accept
-    assert accepted == 20  # a CGNAT's users behind one address all get in, one round trip later
-    assert admission.unvalidated_half_open == 1
+def honest_dial(admission: AdmissionPolicy, dcid: bytes, address: tuple[str, int], now: float) -> Verdict:
+    """A token-less Initial, and the same again with the token if a Retry comes back."""
+    verdict = admission.initial(now, dcid, b"", address)
+    if verdict.action is Action.retry:
+        verdict = follow_retry(admission, verdict, address, now + 0.01)
+    return verdict
+
+
+@pytest.mark.parametrize(
+    "settings",
+    [AdmissionSettings(), AdmissionSettings(address_validation="always"), TransportSettings.low_memory().admission],
+    ids=["default", "always", "low-memory"],
+)
+def test_one_host_that_follows_every_retry_holds_its_share_and_another_still_gets_in(
+    settings: AdmissionSettings,
+) -> None:
+    admission, new_dcid = AdmissionPolicy(settings, SECRET, counting_random(), NOW), dcids()
+    flooder = "203.0.113.9"
+    # A real host dials 50 times a second (its whole Retry budget) for 10 s, follows every
+    # Retry, and completes no handshake; the endpoint closes what times out.
+    most_held = 0
+    for index in range(500):
+        now = NOW + index / 50
+        admission.expired(now)
+        honest_dial(admission, new_dcid(), from_host(flooder, 1024 + index), now)
+        most_held = max(most_held, admission.held_by(flooder))
+    share = settings.max_validated_per_source + (
+        0 if settings.address_validation == "always" else settings.max_unvalidated_per_source
+    )
+    assert most_held == share < settings.max_half_open
+    assert admission.refused_per_source[flooder] > 0
+    # Someone else dials in the middle of it, and gets in.
+    verdict = honest_dial(admission, new_dcid(), from_host("198.51.100.1"), NOW + 10)
+    assert verdict.action is Action.accept, verdict.reason
+    # Users behind one CGNAT address still get in together, as many at once as the validated cap.
+    cgnat = [
+        honest_dial(admission, new_dcid(), from_host("192.0.2.77", port), NOW + 10)
+        for port in range(settings.max_validated_per_source)
+    ]
+    assert all(v.action is Action.accept for v in cgnat)
+
+
+def test_fresh_node_ids_through_a_relay_cannot_fill_the_table_and_a_direct_user_still_gets_in() -> None:
+    admission, new_dcid = policy(), dcids()
+    settings = admission.settings
+    # NodeIds cost nothing: 300 fresh ones, each up to its own per-NodeId cap.
+    for index in range(300):
+        node_id = index.to_bytes(32, "big")
+        for _ in range(settings.max_unvalidated_per_source):
+            admission.initial(NOW, new_dcid(), b"", None, relayed_from=node_id)
+    assert admission.relayed_half_open == admission.half_open == settings.max_relayed_half_open
+    assert admission.decisions["relayed_full"] == 300 * settings.max_unvalidated_per_source - admission.half_open
+    assert len(admission.refused_per_source) <= 257
+    direct = honest_dial(admission, new_dcid(), from_host("198.51.100.1"), NOW)
+    assert direct.action is Action.accept
+
+
+def test_unvalidated_handshakes_time_out_quickly_and_validated_or_relayed_ones_get_the_dial_timeout() -> None:
+    admission, new_dcid = policy(max_unvalidated_per_source=1, half_open_timeout_s=3.0), dcids()
+    address = from_host("192.0.2.1")
+    unvalidated = admission.initial(NOW, new_dcid(), b"", address)
+    validated = honest_dial(admission, new_dcid(), address, NOW)  # its second dial: a Retry first
+    relayed = admission.initial(NOW + 0.5, new_dcid(), b"", None, relayed_from=b"r" * 32)
+    later = admission.initial(NOW + 1, new_dcid(), b"", from_host("198.51.100.1"))
+    assert [v.reason for v in (unvalidated, validated, relayed, later)] == [
+        "accepted_unvalidated", "accepted_validated", "accepted_relayed", "accepted_unvalidated"
+    ]
+    keys = [v.retry_source_id or v.original_destination_id for v in (unvalidated, validated, relayed, later)]
+    assert admission.expired(NOW + 2.9) == [] and admission.next_deadline() == NOW + 3.0
+    assert admission.expired(NOW + 3.0) == [keys[0]]
+    # Opened after the validated one, due before it: timed out at its own deadline.
+    assert admission.next_deadline() == NOW + 4.0
+    assert admission.expired(NOW + 4.0) == [keys[3]]
+    # A real client whose server flight was lost twice is still waiting at 4.99 s: so are we.
+    assert admission.next_deadline() == NOW + 0.01 + 5.0  # its token came back after 10 ms
+    assert admission.expired(NOW + 4.99) == []
+    assert admission.expired(NOW + 6.0) == [keys[1], keys[2]]
+    assert admission.timeouts == 4 and admission.half_open == 0 and admission.next_deadline() is None
+
+
+def test_a_validated_handshake_is_kept_as_long_as_its_dialer_waits_and_no_longer() -> None:
+    for transport in (TransportSettings(), TransportSettings.low_memory()):
+        admission = transport.admission
+        assert admission.validated_half_open_timeout_s == transport.handshake_timeout_s
+        assert admission.half_open_timeout_s < transport.handshake_timeout_s
 
 
 def test_past_the_threshold_every_token_less_initial_gets_a_retry() -> None:

@@ -3,6 +3,8 @@ per-source budget of signature checks."""
 
 from __future__ import annotations
 
+import pytest
+
 from tomproto.relay import protocol as wire
 from tomproto.relay.challenges import ChallengeRefusal, Challenges, ChallengeSettings
 
@@ -38,10 +40,13 @@ def test_a_challenge_is_good_for_its_socket_address_and_node_id_only() -> None:
     assert table.check(SOCKET, ADDRESS, NODE, b"short", NOW) is ChallengeRefusal.unknown
 
 
-def test_a_challenge_expires() -> None:
-    table = challenges(ttl_s=10.0)
-    nonce = table.issue(SOCKET, ADDRESS, NODE, NOW)
-    assert table.check(SOCKET, ADDRESS, NODE, nonce, NOW + 11) is ChallengeRefusal.expired
+@pytest.mark.parametrize("fraction_s", [0.0, 0.25, 0.999])
+def test_a_challenge_is_good_for_at_least_its_ttl_less_a_second_and_never_longer(fraction_s: float) -> None:
+    table = challenges(ttl_s=10.0, verification_burst=100.0)
+    issued_at = NOW + fraction_s  # whatever the fraction of a second it was issued at
+    nonce = table.issue(SOCKET, ADDRESS, NODE, issued_at)
+    assert table.check(SOCKET, ADDRESS, NODE, nonce, issued_at + 9.0) is None
+    assert table.check(SOCKET, ADDRESS, NODE, nonce, issued_at + 10.001) is ChallengeRefusal.expired
 
 
 def test_a_spent_challenge_is_refused_until_it_would_have_expired_anyway() -> None:

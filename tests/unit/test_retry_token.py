@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import pytest
+
 from tomproto.core.tokens import RetryToken, TokenError, check_token, mint_token
 
 SECRET = b"s" * 32
@@ -21,9 +23,14 @@ def test_a_fresh_token_from_the_same_address_gives_back_both_connection_ids() ->
     assert checked == RetryToken(ODCID, SCID, int(NOW))
 
 
-def test_a_token_is_good_until_its_lifetime_and_refused_after() -> None:
-    assert isinstance(check_token(SECRET, minted(), ADDRESS, SCID, NOW + LIFETIME_S, LIFETIME_S), RetryToken)
-    assert check_token(SECRET, minted(), ADDRESS, SCID, NOW + LIFETIME_S + 1, LIFETIME_S) is TokenError.expired
+@pytest.mark.parametrize("fraction_s", [0.0, 0.25, 0.999])
+def test_a_token_is_good_for_at_least_its_lifetime_less_a_second_and_never_longer(fraction_s: float) -> None:
+    minted_at = 1_000_000 + fraction_s  # whatever the fraction of a second it was minted at
+    token = minted(minted_at)
+    still_good = check_token(SECRET, token, ADDRESS, SCID, minted_at + LIFETIME_S - 1, LIFETIME_S)
+    assert isinstance(still_good, RetryToken)
+    too_old = check_token(SECRET, token, ADDRESS, SCID, minted_at + LIFETIME_S + 0.001, LIFETIME_S)
+    assert too_old is TokenError.expired
 
 
 def test_a_token_from_the_future_is_refused() -> None:

@@ -4,8 +4,11 @@
             | HMAC-SHA256(secret, context | everything before | host | port)[:16]
 
 The token proves that whoever presents it received our Retry at (host, port) at most
-`lifetime_s` ago. It carries the original destination connection ID because the server must
-echo it in its transport parameters, and that Initial is gone by the time the token comes back;
+`lifetime_s` ago. It is dated in whole seconds, rounded down, and its age is measured from that
+date, so it is good for at most `lifetime_s` and at least `lifetime_s` - 1 s after it was minted
+(never longer: a 10 s token is refused 10 s after it was minted, whatever the fraction).
+It carries the original destination connection ID because the server must echo it in its
+transport parameters, and that Initial is gone by the time the token comes back;
 it carries the Retry source connection ID so that a token is good only on the Initial sent to
 that ID. An HMAC costs about a microsecond, where aioquic's own Retry tokens cost an RSA
 operation each. A token may be replayed within its lifetime from the same address: that still
@@ -77,7 +80,8 @@ def check_token(
     body = token[:body_end]
     if not hmac.compare_digest(token[body_end:], _mac(secret, body, address)):
         return TokenError.forged
-    age_s = int(now_s) - issued_s
+    # Against `now_s` itself, not its whole seconds: that would add up to a second of life.
+    age_s = now_s - issued_s
     if not 0 <= age_s <= lifetime_s:
         return TokenError.expired
     retry_source_id = body[body_end - RETRY_SCID_BYTES :]

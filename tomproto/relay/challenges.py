@@ -10,6 +10,9 @@ budget of signature verifications (an Ed25519 verification costs about 50 µs, s
 REGISTERs from addresses that did receive challenges could burn the CPU), then the signature.
 Only a challenge whose registration verified is remembered, until it expires (single use);
 that table is bounded by the budget and the lifetime, and refuses when full.
+
+A challenge is dated in whole seconds, rounded down, and its age is measured from that date: a
+`ttl_s` of 10 s makes it good for 9 to 10 s after it was issued, never longer.
 """
 
 from __future__ import annotations
@@ -80,7 +83,8 @@ class Challenges:
         if not hmac.compare_digest(nonce[_ISSUED.size :], self._mac(socket_key, address, node_id, issued)):
             return ChallengeRefusal.unknown
         issued_s = _ISSUED.unpack(issued)[0]
-        if not 0 <= int(now) - issued_s <= self.settings.ttl_s:
+        # Against `now` itself, not its whole seconds: that would add up to a second of life.
+        if not 0 <= now - issued_s <= self.settings.ttl_s:
             return ChallengeRefusal.expired
         if nonce in self._spent.get(issued_s, ()):
             return ChallengeRefusal.spent
@@ -102,7 +106,7 @@ class Challenges:
         return None
 
     def _expire(self, now: float) -> None:
-        oldest_live_s = int(now) - self.settings.ttl_s
+        oldest_live_s = now - self.settings.ttl_s  # check() refuses anything issued before
         # Keys are issue seconds still live, about ttl_s of them: this walk is short.
         for issued_s in [s for s in self._spent if s < oldest_live_s]:
             self._spent_count -= len(self._spent.pop(issued_s))

@@ -10,8 +10,12 @@ Rules it enforces:
   and a refusal that would be larger than its request is not sent;
 - it forwards only from a registered address and names the source by the NodeId registered
   there; per-source token buckets (packets and bytes) drop excess traffic, nothing is queued;
-- every table is bounded (registrations, spent challenges, budgets) and registrations expire;
-- it counts packets and bytes per node and per (source, destination) pair.
+- every table is bounded (registrations, spent challenges, budgets, pair counters) and
+  registrations expire;
+- it counts packets and bytes per registered node and per (source, destination) pair of
+  registered nodes; a pair's counter goes when either registration expires (NodeIds cost
+  nothing: counters kept for expired ones would grow with every fresh NodeId), and pairs beyond
+  `max_pairs` are summed in `untracked_pair_bytes`.
 """
 
 from __future__ import annotations
@@ -23,6 +27,7 @@ from collections import Counter
 from dataclasses import dataclass, field
 from typing import Any
 
+from tomproto.addresses import format_host_port
 from tomproto.identity import Identity
 from tomproto.relay import protocol as wire
 from tomproto.relay.challenges import ChallengeRefusal, Challenges, ChallengeSettings
@@ -42,6 +47,7 @@ class RelaySettings:
     verification_burst: float = 20.0
     packets_per_s: float = 5_000.0  # per source node
     bytes_per_s: float = 8_000_000.0
+    max_pairs: int = 100_000  # (source, destination) byte counters; beyond, summed in one number
 
 
 @dataclass(slots=True)
@@ -80,6 +86,7 @@ class _Registration:
     last_seen: float
     bucket: _Bucket
     counters: NodeCounters = field(default_factory=NodeCounters)
+    pairs: set[tuple[bytes, bytes]] = field(default_factory=set)  # keys of pair_bytes with this node
 
 
 class _RelaySocket(asyncio.DatagramProtocol):
@@ -125,7 +132,8 @@ class RelayServer:
             ),
             secret or os.urandom(32),
         )
-        self.pair_bytes: Counter[tuple[bytes, bytes]] = Counter()
+        self.pair_bytes: Counter[tuple[bytes, bytes]] = Counter()  # registered nodes only
+        self.untracked_pair_bytes = 0  # forwarded while pair_bytes held max_pairs other pairs
         self.events: Counter[str] = Counter()
         self._sweeper: asyncio.Task[None] | None = None
 
@@ -149,11 +157,11 @@ class RelayServer:
 
     # -- packets ------------------------------------------------------------------------------
 
-    def handle(self, relay_socket: _RelaySocket, data: bytes, address: Address) -> None:
+    def handle(self, relay_socket: _RelaySocket, data: bytes, address: Address, now: float | None = None) -> None:
         if not data:
             return
         kind = data[0]
-        now = time.monotonic()
+        now = time.monotonic() if now is None else now
         handler = self._HANDLERS.get(kind)
         if handler is None:
             self.events["unknown_kind"] += 1
@@ -207,6 +215,7 @@ class RelayServer:
         registration = _Registration(request.node_id, relay_socket, address, request.candidates, now, bucket)
         if previous is not None:
             registration.counters = previous.counters
+            registration.pairs = previous.pairs
         self._registrations[request.node_id] = registration
         self._by_address[(id(relay_socket), address)] = request.node_id
         self.events["registered"] += 1
@@ -248,7 +257,7 @@ class RelayServer:
         source.counters.bytes_in += size
         destination.counters.packets_out += 1
         destination.counters.bytes_out += size
-        self.pair_bytes[source.node_id, destination.node_id] += size
+        self._count_pair(source, destination, size)
         destination.socket.send(wire.relayed(source.node_id, data[wire.RELAY_HEADER_BYTES :]), destination.address)
 
     def _call(self, relay_socket: _RelaySocket, data: bytes, address: Address, now: float) -> None:
@@ -283,20 +292,35 @@ class RelayServer:
     async def _sweep_forever(self) -> None:
         while True:
             await asyncio.sleep(5)
-            self._sweep(time.monotonic())
+            self.sweep(time.monotonic())
 
-    def _sweep(self, now: float) -> None:
+    def sweep(self, now: float) -> None:
+        """Forget expired registrations, their pair counters, spent challenges and full budgets."""
         self._challenges.sweep(now)
         for node_id in [n for n, r in self._registrations.items() if now - r.last_seen > self.settings.expiry_s]:
             registration = self._registrations.pop(node_id)
             self._by_address.pop((id(registration.socket), registration.address), None)
+            for pair in registration.pairs:
+                self.pair_bytes.pop(pair, None)
+                other = self._registrations.get(pair[1] if pair[0] == node_id else pair[0])
+                if other is not None:
+                    other.pairs.discard(pair)
             self.events["expired"] += 1
+
+    def _count_pair(self, source: _Registration, destination: _Registration, size: int) -> None:
+        pair = (source.node_id, destination.node_id)
+        if pair not in self.pair_bytes and len(self.pair_bytes) >= self.settings.max_pairs:
+            self.untracked_pair_bytes += size
+            return
+        self.pair_bytes[pair] += size
+        source.pairs.add(pair)
+        destination.pairs.add(pair)
 
     def stats(self) -> dict[str, Any]:
         return {
             "nodes": {
                 node_id.hex(): {
-                    "address": f"{r.address[0]}:{r.address[1]}",
+                    "address": format_host_port(r.address),
                     "packets_in": r.counters.packets_in,
                     "bytes_in": r.counters.bytes_in,
                     "packets_out": r.counters.packets_out,
@@ -309,5 +333,6 @@ class RelayServer:
                 {"from": source.hex(), "to": destination.hex(), "bytes": size}
                 for (source, destination), size in self.pair_bytes.items()
             ],
+            "untracked_pair_bytes": self.untracked_pair_bytes,
             "events": dict(self.events),
         }

@@ -6,8 +6,10 @@ Rules it enforces:
   the admission policy (tomproto/core/admission.py), which accepts it, answers with a Retry
   (address validation, RFC 9000 §8.1) or drops it; anything else with both top bits clear is a
   control packet;
-- half-open handshakes (accepted, not complete) are bounded per source and in all, and time out
-  after `AdmissionSettings.half_open_timeout_s`;
+- half-open handshakes (accepted, not complete) are bounded per source (tighter while its
+  address is unproven), relayed ones also all together, and all of them in all; they time out
+  after `AdmissionSettings.half_open_timeout_s` (unvalidated) or `validated_half_open_timeout_s`
+  (address-validated or relayed: the dialer's own timeout);
 - one usable connection per peer. When two exist (both sides dialled at once), both ends keep the
   one dialled by the lower NodeId and drain the other; a connection authenticated long after the
   existing one replaces it (the peer restarted and dialled again);
@@ -465,11 +467,15 @@ class Endpoint(asyncio.DatagramProtocol):
             self._admission.completed(key)
 
     def _schedule_half_open_sweep(self) -> None:
-        if self._half_open_timer is not None:
-            return
         deadline = self._admission.next_deadline()
-        if deadline is not None:
-            self._half_open_timer = self.loop.call_at(deadline, self._sweep_half_open)
+        timer = self._half_open_timer
+        # Two timeouts: an unvalidated handshake opened now is due before a validated one opened
+        # a moment ago, so a timer already set may be too late.
+        if deadline is None or (timer is not None and timer.when() <= deadline):
+            return
+        if timer is not None:
+            timer.cancel()
+        self._half_open_timer = self.loop.call_at(deadline, self._sweep_half_open)
 
     def _sweep_half_open(self) -> None:
         self._half_open_timer = None
@@ -477,8 +483,8 @@ class Endpoint(asyncio.DatagramProtocol):
             connection = self._half_open.pop(key, None)
             if connection is not None and connection.established_at is None:
                 self.counters.half_open_timeouts += 1
-                # Forgotten at once, without a close: its address may be forged, and a real
-                # client that is merely slow redials.
+                # Forgotten at once, without a close: an unvalidated address may be forged, and
+                # a validated or relayed dialer has given up by now (its own timeout) and redials.
                 connection.terminate("handshake timed out")
         self._schedule_half_open_sweep()
 

@@ -66,8 +66,15 @@ class TransportSettings:
             max_connections=64,
             max_open_send_streams=8,
             max_reply_streams=64,
-            # Half the connection slots at most may be half-open: established peers keep theirs.
-            admission=AdmissionSettings(retry_threshold=4, max_unvalidated_per_source=2, max_half_open=32),
+            # Half the connection slots at most may be half-open: established peers keep theirs;
+            # an eighth of those per address-validated source, a quarter for all relayed ones.
+            admission=AdmissionSettings(
+                retry_threshold=4,
+                max_unvalidated_per_source=2,
+                max_half_open=32,
+                max_validated_per_source=4,
+                max_relayed_half_open=8,
+            ),
         )
 
 

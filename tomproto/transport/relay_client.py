@@ -15,6 +15,7 @@ import struct
 from collections.abc import Callable
 from typing import TYPE_CHECKING
 
+from tomproto.addresses import format_host_port
 from tomproto.relay import protocol as wire
 from tomproto.relay.protocol import Address
 from tomproto.transport.errors import TransportError
@@ -77,7 +78,7 @@ class RelayClient:
                 await asyncio.wait_for(self._answered.wait(), max(0.01, min(1.0, deadline - loop.time())))
             except asyncio.TimeoutError:
                 continue  # the HELLO or its answer was lost: ask again
-        where = f"{self.relay_address[0]}:{self.relay_address[1]}"
+        where = format_host_port(self.relay_address)
         if self.refusal is not None:
             raise TransportError(f"relay {where} refused us: {self.refusal}")
         if not self.registered.is_set() or self.observed_address is None:

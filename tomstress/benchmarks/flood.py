@@ -17,7 +17,6 @@ from __future__ import annotations
 import argparse
 import asyncio
 import json
-import signal
 import subprocess
 import sys
 import tempfile
@@ -28,6 +27,7 @@ from typing import Any
 
 from tomproto.identity import Identity, NodeId
 from tomproto.transport import Endpoint, TransportError
+from tomstress.benchmarks.children import read_json_line, stop
 
 TOM_STRESS = [sys.executable, "-m", "tomstress"]
 START_TIMEOUT_S = 20.0
@@ -46,26 +46,7 @@ class Row:
 
 
 def _json_line(process: subprocess.Popen[str], event: str) -> dict[str, Any]:
-    assert process.stdout is not None
-    deadline = time.monotonic() + START_TIMEOUT_S
-    while time.monotonic() < deadline:
-        line = process.stdout.readline()
-        if not line:
-            break
-        parsed = json.loads(line)
-        if parsed.get("event") == event:
-            return parsed
-    raise RuntimeError(f"no {event!r} line from {process.args[:4]}")
-
-
-def _stop(process: subprocess.Popen[str]) -> None:
-    if process.poll() is None:
-        process.send_signal(signal.SIGTERM)
-        try:
-            process.wait(timeout=10)
-        except subprocess.TimeoutExpired:
-            process.kill()
-            process.wait(timeout=10)
+    return read_json_line(process, event, START_TIMEOUT_S)
 
 
 def _median(values: list[float]) -> float | None:
@@ -101,32 +82,37 @@ async def _sample_connections(
 async def _phase(
     row: Row, target: dict[str, Any], flood_rate: float, seconds: float, samples: int, output_dir: Path
 ) -> None:
-    flooder = None
-    if flood_rate > 0:
-        flooder = subprocess.Popen(
-            [sys.executable, "-m", "tomstress.benchmarks.flooder", "--target", target["flood_target"],
-             "--kind", target["flood_kind"], "--rate", str(flood_rate), "--duration", str(seconds + 2.0)],
-            stdout=subprocess.PIPE, text=True,
+    flooder = ping = None
+    try:  # whatever fails, no child outlives its phase to load the next one
+        if flood_rate > 0:
+            flooder = subprocess.Popen(
+                [sys.executable, "-m", "tomstress.benchmarks.flooder", "--target", target["flood_target"],
+                 "--kind", target["flood_kind"], "--rate", str(flood_rate), "--duration", str(seconds + 2.0)],
+                stdout=subprocess.PIPE, text=True,
+            )  # fmt: skip
+            await asyncio.to_thread(_json_line, flooder, "ready")
+        count = int(seconds / PING_INTERVAL_S)
+        ping = subprocess.Popen(
+            [*TOM_STRESS, "ping", *target["ping_args"], "--count", str(count),
+             "--interval", f"{PING_INTERVAL_S * 1000:g}ms", "--timeout", "5s", "--json", "--no-live",
+             "--output-dir", str(output_dir)],
+            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
         )  # fmt: skip
-        await asyncio.to_thread(_json_line, flooder, "ready")
-    count = int(seconds / PING_INTERVAL_S)
-    ping = subprocess.Popen(
-        [*TOM_STRESS, "ping", *target["ping_args"], "--count", str(count), "--interval", f"{PING_INTERVAL_S * 1000:g}ms",
-         "--timeout", "5s", "--json", "--no-live", "--output-dir", str(output_dir)],
-        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
-    )  # fmt: skip
-    await asyncio.sleep(0.5)
-    relay = target.get("relay")
-    await _sample_connections(target["peer"], target.get("address"), relay, row, samples, seconds / samples / 2)
-    stdout, _ = await asyncio.to_thread(ping.communicate, timeout=seconds + 30)
-    summary = json.loads(stdout) if stdout.strip() else {}
-    rtt = summary.get("rtt_ms", {})
-    probes = summary.get("probes", {})
-    row.ping = {"p50": rtt.get("p50"), "p99": rtt.get("p99"), "max": rtt.get("max"),
-                "ok": probes.get("ok", 0), "sent": probes.get("sent", count)}  # fmt: skip
-    if flooder is not None:
-        row.flood = await asyncio.to_thread(_json_line, flooder, "done")
-        _stop(flooder)
+        await asyncio.sleep(0.5)
+        relay = target.get("relay")
+        await _sample_connections(target["peer"], target.get("address"), relay, row, samples, seconds / samples / 2)
+        stdout, _ = await asyncio.to_thread(ping.communicate, timeout=seconds + 30)
+        summary = json.loads(stdout) if stdout.strip() else {}
+        rtt = summary.get("rtt_ms", {})
+        probes = summary.get("probes", {})
+        row.ping = {"p50": rtt.get("p50"), "p99": rtt.get("p99"), "max": rtt.get("max"),
+                    "ok": probes.get("ok", 0), "sent": probes.get("sent", count)}  # fmt: skip
+        if flooder is not None:
+            row.flood = await asyncio.to_thread(_json_line, flooder, "done")
+    finally:
+        for child in (ping, flooder):
+            if child is not None:
+                stop(child)
 
 
 def _start_responder(*extra: str) -> tuple[subprocess.Popen[str], dict[str, Any]]:
@@ -136,7 +122,7 @@ def _start_responder(*extra: str) -> tuple[subprocess.Popen[str], dict[str, Any]
     try:
         return process, _json_line(process, "listening")
     except BaseException:
-        _stop(process)
+        stop(process)
         raise
 
 
@@ -164,7 +150,7 @@ async def _bench(arguments: argparse.Namespace) -> list[Row]:
                 await _phase(row, target, rate, arguments.seconds, arguments.samples, output_dir)
                 rows.append(row)
         finally:
-            _stop(process)
+            stop(process)
     if "relay" not in arguments.targets:
         return rows
     relay = subprocess.Popen([*TOM_STRESS, "relay", "--listen", "127.0.0.1:0", "--stats-interval", "1h"],
@@ -188,8 +174,8 @@ async def _bench(arguments: argparse.Namespace) -> list[Row]:
             rows.append(row)
     finally:
         if responder is not None:
-            _stop(responder)
-        _stop(relay)
+            stop(responder)
+        stop(relay)
     return rows
 
 

@@ -13,6 +13,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from tomstress.benchmarks.children import read_json_line
+
 TOM_STRESS = [sys.executable, "-m", "tomstress"]
 START_TIMEOUT_S = 20
 
@@ -40,15 +42,7 @@ def start_responder(port: int = 0, identity: Path | None = None, *extra: str, ho
     if identity is not None:
         command += ["--identity", str(identity)]
     process = subprocess.Popen(command, stdout=subprocess.PIPE, text=True)
-    assert process.stdout is not None
-    deadline = time.monotonic() + START_TIMEOUT_S
-    line = ""
-    while not line and time.monotonic() < deadline and process.poll() is None:
-        line = process.stdout.readline()
-    if not line:
-        process.kill()
-        raise RuntimeError("responder did not start")
-    ready = json.loads(line)
+    ready = _ready(process, "listening")
     return ResponderProcess(process, ready["node_id"], ready["port"], host)
 
 
@@ -56,13 +50,19 @@ def start_relay() -> tuple[subprocess.Popen[str], int]:
     """tom-relay on 127.0.0.1 (a free port): the process and its port."""
     process = subprocess.Popen([*TOM_STRESS, "relay", "--listen", "127.0.0.1:0", "--stats-interval", "1h"],
                                stdout=subprocess.PIPE, text=True)  # fmt: skip
-    assert process.stdout is not None
-    line = process.stdout.readline()  # the relay's first line, `listening`, or EOF if it died
-    if not line:
-        process.kill()
-        raise RuntimeError("tom-relay did not start")
-    address = json.loads(line)["addresses"][0]
+    address = _ready(process, "listening")["addresses"][0]
     return process, int(address.rsplit(":", 1)[1])
+
+
+def _ready(process: subprocess.Popen[str], event: str) -> dict[str, Any]:
+    """The server's `event` line, within START_TIMEOUT_S (a select() deadline: a silent child
+    cannot hang the test); the child is killed when it does not come."""
+    try:
+        return read_json_line(process, event, START_TIMEOUT_S)
+    except (TimeoutError, ValueError):
+        process.kill()
+        process.wait(timeout=10)
+        raise
 
 
 def start_ping(*arguments: str, output_dir: Path) -> subprocess.Popen[str]:

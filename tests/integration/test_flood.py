@@ -17,7 +17,7 @@ from typing import Any
 
 import pytest
 
-from tests.integration.processes import START_TIMEOUT_S, TOM_STRESS, finish, start_ping, start_responder
+from tests.integration.processes import START_TIMEOUT_S, finish, start_ping, start_relay, start_responder
 from tomstress.benchmarks.children import read_json_line, wait_or_kill
 
 FLOOD_RATE_PER_S = 2500
@@ -116,16 +116,9 @@ def test_a_ping_works_when_the_responder_demands_a_retry_for_every_connection(tm
     assert admission["retries_sent"] == 1
 
 
-def start_relay() -> tuple[subprocess.Popen[str], str]:
-    relay = subprocess.Popen(
-        [*TOM_STRESS, "relay", "--listen", "127.0.0.1:0", "--stats-interval", "1h"], stdout=subprocess.PIPE, text=True
-    )
-    listening = read_json_line(relay, "listening", START_TIMEOUT_S)
-    return relay, listening["addresses"][0]
-
-
 def test_a_relay_flooded_with_registrations_keeps_relaying_and_registers_newcomers(tmp_path: Path) -> None:
-    relay, relay_address = start_relay()
+    relay, relay_port = start_relay()
+    relay_address = f"127.0.0.1:{relay_port}"
     responder = None
     try:
         responder = start_responder(0, None, "--relay", relay_address)

@@ -4,13 +4,10 @@ SIGKILL of the process the user started. Real processes over loopback; every wai
 from __future__ import annotations
 
 import asyncio
-import json
 import os
 import pty
-import select
 import signal
 import subprocess
-import sys
 import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -22,6 +19,7 @@ from tests.integration.processes import TOM_STRESS, finish, start_responder
 from tomproto import lifeline
 from tomproto.sealing import RejectReason
 from tomstress.archive import read_archive, validate_archive
+from tomstress.benchmarks.children import read_json_line
 from tomstress.responder import COUNTERS
 
 BOUND_S = 20.0  # the longest any wait below may take
@@ -109,23 +107,6 @@ def command_line(pid: int) -> str:
         return Path(f"/proc/{pid}/cmdline").read_bytes().replace(b"\0", b" ").decode()
     except OSError:
         return ""
-
-
-def json_lines(stream: Any, until_event: str, timeout_s: float = BOUND_S) -> Iterator[dict[str, Any]]:
-    """JSON lines read from a process's stdout, up to and including the first `until_event`."""
-    deadline = time.monotonic() + timeout_s
-    while time.monotonic() < deadline:
-        ready, _, _ = select.select([stream], [], [], max(0.0, deadline - time.monotonic()))
-        if not ready:
-            break
-        line = stream.readline()
-        if not line:
-            break
-        event = json.loads(line)
-        yield event
-        if event.get("event") == until_event:
-            return
-    raise AssertionError(f"no {until_event!r} line within {timeout_s} s")
 
 
 # -- ping ---------------------------------------------------------------------------------------
@@ -251,7 +232,7 @@ def test_the_responder_prints_its_final_counters_when_stopped(tmp_path: Path, si
         assert code == 0, stderr
         responder.process.send_signal(signum)
         assert responder.process.stdout is not None
-        *_, stopped = json_lines(responder.process.stdout, "stopped")
+        stopped = read_json_line(responder.process, "stopped", BOUND_S)
         assert responder.process.wait(timeout=BOUND_S) == 0
     finally:
         responder.kill()
@@ -268,11 +249,11 @@ def test_a_responder_started_under_nohup_ignores_sighup() -> None:
     )
     try:
         assert process.stdout is not None
-        list(json_lines(process.stdout, "listening"))
+        read_json_line(process, "listening", BOUND_S)
         process.send_signal(signal.SIGHUP)
         time.sleep(1.0)
         process.send_signal(signal.SIGTERM)
-        *_, stopped = json_lines(process.stdout, "stopped")
+        stopped = read_json_line(process, "stopped", BOUND_S)
         assert stopped["stopped_by"] == "SIGTERM"  # the SIGHUP a second earlier did nothing
     finally:
         process.kill()
@@ -287,16 +268,16 @@ def test_the_relay_prints_its_final_stats_when_stopped(signum: signal.Signals) -
     responder = None
     try:
         assert relay.stdout is not None
-        (listening,) = json_lines(relay.stdout, "listening")
+        listening = read_json_line(relay, "listening", BOUND_S)
         relay_address = listening["addresses"][0]
         responder = subprocess.Popen(
             [*TOM_STRESS, "responder", "--listen", "127.0.0.1:0", "--quiet", "--relay", relay_address], stdout=subprocess.PIPE, text=True
         )
         assert responder.stdout is not None
-        (ready,) = json_lines(responder.stdout, "listening")
+        ready = read_json_line(responder, "listening", BOUND_S)
         assert ready["observed_address"] is not None  # registered with the relay
         relay.send_signal(signum)
-        *_, stopped = json_lines(relay.stdout, "stopped")
+        stopped = read_json_line(relay, "stopped", BOUND_S)
         assert relay.wait(timeout=BOUND_S) == 0
         _, stderr = relay.communicate(timeout=BOUND_S)
     finally:
@@ -333,14 +314,14 @@ def test_in_the_static_binary_the_death_of_the_outermost_process_stops_the_respo
     ours: dict[int, str] = {}
     try:
         assert bootloader.stdout is not None
-        list(json_lines(bootloader.stdout, "listening"))
+        read_json_line(bootloader, "listening", BOUND_S)
         ours = descendants(bootloader.pid)
         if to_group:
             os.killpg(bootloader.pid, signum)
         else:
             bootloader.send_signal(signum)
         bootloader.wait(timeout=BOUND_S)
-        *_, stopped = json_lines(bootloader.stdout, "stopped", timeout_s=GONE_WITHIN_S)
+        stopped = read_json_line(bootloader, "stopped", GONE_WITHIN_S)
         assert stopped["stopped_by"] == stopped_by
         wait_until(lambda: not any(running(pid, start) for pid, start in ours.items()), "the responder to exit", GONE_WITHIN_S)
     finally:

@@ -33,6 +33,7 @@ from aioquic.quic.packet import QuicHeader, QuicPacketType, QuicProtocolVersion,
 
 from tomproto.addresses import format_host_port
 from tomproto.core.admission import SECRET_BYTES, Action, AdmissionPolicy, Verdict
+from tomproto.core.budget import TokenBucket
 from tomproto.errors import IdentityError
 from tomproto.identity import Identity, NodeId
 from tomproto.relay import protocol as relay_wire
@@ -155,8 +156,8 @@ class Endpoint(asyncio.DatagramProtocol):
         self._by_peer: dict[NodeId, PeerConnection] = {}
         self._dials: dict[NodeId, asyncio.Future[PeerConnection]] = {}
         self._pseudo_addresses = itertools.count(1)
-        self._reset_budget = float(_RESET_NOTICES_PER_S)
-        self._reset_budget_at = 0.0
+        # A spoofed flood of unknown connection IDs must not turn us into a packet source.
+        self._reset_notices = TokenBucket.full(_RESET_NOTICES_PER_S, _RESET_NOTICES_PER_S, self.loop.time())
         self.relay: RelayClient | None = None
         self._pending_calls: dict[bytes, tuple[Address, ...]] = {}
 
@@ -491,14 +492,8 @@ class Endpoint(asyncio.DatagramProtocol):
     def _send_reset_notice(
         self, connection_id: bytes, address: Address | None, relayed_from: bytes | None, now: float
     ) -> None:
-        # A token bucket: a spoofed flood must not turn us into a packet source.
-        self._reset_budget = min(
-            float(_RESET_NOTICES_PER_S), self._reset_budget + (now - self._reset_budget_at) * _RESET_NOTICES_PER_S
-        )
-        self._reset_budget_at = now
-        if self._reset_budget < 1:
+        if not self._reset_notices.take(now):
             return
-        self._reset_budget -= 1
         self.counters.reset_notices_sent += 1
         notice = encode_reset_notice(self.identity, connection_id)
         if relayed_from is not None and self.relay is not None:

@@ -44,6 +44,7 @@ __all__ = [
     "check_archive_name",
     "host_facts",
     "read_archive",
+    "to_json",
     "validate_archive",
 ]
 
@@ -127,7 +128,9 @@ def _to_json(value: Any, where: str) -> Any:
     if isinstance(value, PurePath):
         return str(value)
     if dataclasses.is_dataclass(value) and not isinstance(value, type):
-        return _to_json(dataclasses.asdict(value), where)
+        # Field by field, not dataclasses.asdict: asdict rebuilds a Counter from its (key, count)
+        # pairs, which counts the pairs themselves.
+        return _to_json({field.name: getattr(value, field.name) for field in dataclasses.fields(value)}, where)
     if isinstance(value, dict):
         converted: dict[str, Any] = {}
         for key, item in value.items():
@@ -143,6 +146,12 @@ def _to_json(value: Any, where: str) -> Any:
         f"archive field {where} is a {type(value).__module__}.{type(value).__qualname__}, which is not "
         "JSON-serialisable: give str, int, float, bool, None, list, dict, a dataclass, an Enum or a Path"
     )
+
+
+def to_json(value: Any, where: str = "value") -> Any:
+    """`value` as plain JSON types, as the archive writes it (dataclasses, Enums, Paths, Counters
+    included); TypeError/ValueError naming `where` for what JSON cannot hold."""
+    return _to_json(value, where)
 
 
 class Archive:

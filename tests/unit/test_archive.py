@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import collections
 import dataclasses
 import enum
 import errno
@@ -212,6 +213,19 @@ def test_dataclasses_enums_and_paths_become_plain_json(tmp_path: Path) -> None:
         "by_phase": {"ping": ["ok"]},
     }
     assert type(written["phase"]) is str  # the Enum itself is not what a reader of `written` expects
+    assert read_archive(archive.path) == [written]
+
+
+@dataclasses.dataclass
+class Tallies:
+    by_reason: collections.Counter[str]
+
+
+def test_a_counter_inside_a_dataclass_keeps_its_counts(tmp_path: Path) -> None:
+    # dataclasses.asdict would rebuild the Counter from its (key, count) pairs and count those.
+    with create(tmp_path, FakeClocks()) as archive:
+        written = archive.write("summary", tallies=Tallies(collections.Counter({"retry": 3, "drop": 1})))
+    assert written["tallies"] == {"by_reason": {"retry": 3, "drop": 1}}
     assert read_archive(archive.path) == [written]
 
 

@@ -23,6 +23,7 @@ from tomproto.terminal import guarded_stderr, guarded_stdout
 from tomproto.transport import PathChanged, TransportError, TransportSettings
 from tomproto.transport.relay_client import local_ipv4_addresses
 from tomstress.addresses import format_host_port, host_port_option, peer_address
+from tomstress.archive import to_json
 from tomstress.cli.common import EXIT_UNREACHABLE, SERVER_EXIT_CODES_HELP, fail, warn
 from tomstress.responder import COUNTERS, Responder
 
@@ -67,19 +68,9 @@ def _final_counters(responder: Responder, stopped_by: str, uptime_s: float) -> d
         "uptime_s": round(uptime_s, 3),
         "counts": {key: responder.counts[key] for key in (*COUNTERS, *responder.counts)},
         "rejected": {reason.value: node.rejected[reason.value] for reason in RejectReason},
-        "transport": _plain(node.endpoint.counters),
+        "transport": to_json(node.endpoint.counters, "transport"),
         "admission": _admission_counters(node.endpoint),
     }
-
-
-def _plain(counters: object) -> dict[str, Any]:
-    """A counters dataclass as JSON. Not dataclasses.asdict: it rebuilds a Counter from its
-    (key, count) pairs, which counts the pairs themselves."""
-    plain: dict[str, Any] = {}
-    for field in dataclasses.fields(counters):  # type: ignore[arg-type]
-        value = getattr(counters, field.name)
-        plain[field.name] = _plain(value) if dataclasses.is_dataclass(value) else dict(value) if isinstance(value, dict) else value
-    return plain
 
 
 def _admission_counters(endpoint: object) -> dict[str, object]:

@@ -11,7 +11,7 @@ import ipaddress
 import re
 import socket
 
-__all__ = ["parse_host_port", "format_host_port", "resolve_host_port", "ip_version", "HOST_PORT_FORM"]
+__all__ = ["parse_host_port", "format_host_port", "resolve_host_port", "ip_version", "wildcard_for", "HOST_PORT_FORM"]
 
 HOST_PORT_FORM = "HOST:PORT, e.g. 127.0.0.1:7400 or [::1]:7400"
 
@@ -71,6 +71,12 @@ def ip_version(host: str) -> int | None:
         return ipaddress.ip_address(host).version
     except ValueError:
         return None
+
+
+def wildcard_for(peer: tuple[str, int] | None) -> str:
+    """The wildcard to bind a socket that talks to `peer`: one of the peer's IP family, since a
+    socket of one family cannot reach the other (IPv4 when there is no peer yet)."""
+    return "::" if peer is not None and ip_version(peer[0]) == 6 else "0.0.0.0"
 
 
 def resolve_host_port(address: tuple[str, int]) -> tuple[str, int]:

@@ -18,7 +18,7 @@ import asyncio
 from dataclasses import dataclass
 from typing import Any
 
-from tomproto.addresses import format_host_port, ip_version
+from tomproto.addresses import format_host_port, wildcard_for
 from tomproto.identity import Identity
 from tomproto.relay import protocol as wire
 from tomproto.relay.protocol import Address
@@ -69,8 +69,7 @@ async def probe_mappings(relays: list[Address], timeout_s: float = 1.0) -> tuple
     """The local socket address and, per relay address, the mapping the relay observed."""
     loop = asyncio.get_running_loop()
     # One socket for every relay address: they must share an IP family (the command checks).
-    wildcard = "::" if relays and ip_version(relays[0][0]) == 6 else "0.0.0.0"
-    transport, prober = await loop.create_datagram_endpoint(_Prober, local_addr=(wildcard, 0))
+    transport, prober = await loop.create_datagram_endpoint(_Prober, local_addr=(wildcard_for(relays[0] if relays else None), 0))
     try:
         identity = Identity.generate()
         mappings = [await _mapping(transport, prober, identity, relay, timeout_s) for relay in relays]

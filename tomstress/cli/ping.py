@@ -15,7 +15,7 @@ from typing import Any
 import typer
 from rich.console import Console
 
-from tomproto.addresses import ip_version
+from tomproto.addresses import ip_version, wildcard_for
 from tomproto.buildinfo import build_info
 from tomproto.durations import duration_option
 from tomproto.errors import IdentityError
@@ -84,12 +84,6 @@ def _exit_code(summary: dict[str, Any], stopped_by: signal.Signals | None, confi
     return EXIT_OK
 
 
-def _bind_host(config: PingConfig) -> str:
-    """The wildcard of the peer's IP family: a socket of one family cannot reach the other."""
-    addresses = [address for address in (config.address, config.relay) if address is not None]
-    return "::" if addresses and ip_version(addresses[0][0]) == 6 else "0.0.0.0"
-
-
 @dataclass(frozen=True)
 class Invocation:
     """What the command line asked for, beyond the target."""
@@ -140,7 +134,7 @@ async def _run(
     # Never wrap paths and ids; a terminal gone (EIO, EPIPE) drops output, never the run.
     stderr = Console(file=guarded_stderr(), soft_wrap=True)  # type: ignore[arg-type]
     # The node first: a bind or a relay that refuses us must not leave an empty archive behind.
-    node = await Node.start(identity, _bind_host(config), 0, settings=invocation.transport, relay=config.relay)
+    node = await Node.start(identity, wildcard_for(config.address or config.relay), 0, settings=invocation.transport, relay=config.relay)
     try:
         try:
             archive = Archive.create(invocation.output_dir, invocation.name, "ping")

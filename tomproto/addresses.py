@@ -11,6 +11,8 @@ import ipaddress
 import re
 import socket
 
+from tomproto.core.paths import format_host_port
+
 __all__ = ["parse_host_port", "format_host_port", "resolve_host_port", "ip_version", "wildcard_for", "HOST_PORT_FORM"]
 
 HOST_PORT_FORM = "HOST:PORT, e.g. 127.0.0.1:7400 or [::1]:7400"
@@ -58,11 +60,6 @@ def parse_host_port(text: str, *, allow_port_zero: bool = True) -> tuple[str, in
     if port == 0 and not allow_port_zero:
         raise ValueError(f"invalid port 0 in {text!r}: give the port the peer listens on, 1 to 65535")
     return host, port
-
-
-def format_host_port(address: tuple[str, int]) -> str:
-    host, port = address[:2]
-    return f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
 
 
 def ip_version(host: str) -> int | None:

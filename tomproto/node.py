@@ -4,7 +4,11 @@ Rules it enforces:
 - every envelope received is opened (decode, verify, decrypt) before the application sees it;
   refusals never escape: they are counted by reason (`rejected`);
 - every envelope sent is sealed here (encrypt-then-sign for Chat), so nothing unsigned leaves;
-- counts envelopes by direction and type (the later `tomproto_envelopes_total`).
+- counts envelopes by direction and type (the later `tomproto_envelopes_total`);
+- everything it observes is published on `events` to any number of subscribers: each opened
+  envelope as a `ReceivedMessage` (with its peer, path and arrival time), and the transport's
+  `PeerConnected`, `PeerDisconnected` and `PathChanged`. Nothing above the node holds a
+  connection: a `ReceivedMessage` names its connection by a number the node answers on.
 Routing, ACKs and resends (roadmap item 1) will sit between this and the transport.
 """
 
@@ -12,26 +16,19 @@ from __future__ import annotations
 
 import time
 from collections import Counter
-from collections.abc import Callable
 from dataclasses import dataclass
 
+from tomproto.core.paths import Address, Path, Transport
+from tomproto.core.transport_events import Received, TransportEvent
+from tomproto.errors import DatagramTooLarge
+from tomproto.events import EventHub
 from tomproto.identity import Identity, NodeId
 from tomproto.sealing import EnvelopeRejected, OpenedEnvelope, SealedEnvelope, open_envelope, seal_envelope
-from tomproto.transport import (
-    MAX_DATAGRAM_BYTES,
-    ConnectionBusy,
-    DatagramTooLarge,
-    Endpoint,
-    PeerConnection,
-    TransportSettings,
-)
+from tomproto.transport import MAX_DATAGRAM_BYTES, Endpoint, Sent, TransportSettings
 from tomproto.wire.envelope import MessageType
 
-__all__ = ["Node", "ReceivedMessage", "TRANSPORT_STREAM", "TRANSPORT_DATAGRAM", "MAX_DATAGRAM_ENVELOPE_BYTES",
-           "DATAGRAM_SEAL_ATTEMPTS"]  # fmt: skip
+__all__ = ["Node", "ReceivedMessage", "MAX_DATAGRAM_ENVELOPE_BYTES", "DATAGRAM_SEAL_ATTEMPTS"]
 
-TRANSPORT_STREAM = "stream"
-TRANSPORT_DATAGRAM = "datagram"
 MAX_DATAGRAM_ENVELOPE_BYTES = MAX_DATAGRAM_BYTES  # a datagram carries one envelope
 # The wire size of a sealed envelope varies from seal to seal (bytes travel as integer arrays, in
 # which values of 128 or more take two bytes), and each seal draws a new ephemeral key and nonce.
@@ -40,26 +37,26 @@ DATAGRAM_SEAL_ATTEMPTS = 16
 
 @dataclass(frozen=True, slots=True)
 class ReceivedMessage:
-    """An opened envelope, with where it came from. `connection` can carry the answer back."""
+    """An opened envelope, with where it came from and when."""
 
     opened: OpenedEnvelope
-    connection: PeerConnection
-    transport: str
-    path: str  # the path the message's last packet came by ("direct" or "relay")
+    peer: NodeId  # the authenticated peer it came from (the transport's, not the envelope's claim)
+    connection: int  # the connection it came on: `Node.reply` answers there
+    transport: Transport
+    path: Path  # the path its last packet came by
     received_ns: int  # time.monotonic_ns() right after opening
     arrived_ns: int  # time.monotonic_ns() when its last packet reached our socket
 
 
-MessageHandler = Callable[[ReceivedMessage], None]
-
-
 class Node:
-    def __init__(self, identity: Identity, endpoint: Endpoint, on_message: MessageHandler | None) -> None:
+    def __init__(self, identity: Identity, endpoint: Endpoint) -> None:
         self.identity = identity
         self.endpoint = endpoint
-        self.on_message = on_message
+        self.events = EventHub()
         self.rejected: Counter[str] = Counter()
         self.envelopes: Counter[tuple[str, str]] = Counter()
+        endpoint.on_delivery = self._received
+        endpoint.on_event = self._transport_event
 
     @classmethod
     async def start(
@@ -69,21 +66,11 @@ class Node:
         port: int,
         *,
         settings: TransportSettings | None = None,
-        on_message: MessageHandler | None = None,
-        relay: tuple[str, int] | None = None,
+        relay: Address | None = None,
     ) -> Node:
         """Bind, and register with `relay` when given (TransportError if that fails)."""
-        node = cls(identity, None, on_message)  # type: ignore[arg-type]
-        node.endpoint = await Endpoint.open(
-            identity,
-            host,
-            port,
-            settings,
-            relay=relay,
-            on_frame=lambda connection, data: node._received(connection, data, TRANSPORT_STREAM),
-            on_datagram=lambda connection, data: node._received(connection, data, TRANSPORT_DATAGRAM),
-        )
-        return node
+        endpoint = await Endpoint.open(identity, host, port, settings, relay=relay)
+        return cls(identity, endpoint)
 
     @property
     def node_id(self) -> NodeId:
@@ -109,44 +96,39 @@ class Node:
         peer: NodeId,
         sealed: SealedEnvelope,
         *,
-        address: tuple[str, int] | None = None,
-        transport: str = TRANSPORT_STREAM,
-    ) -> PeerConnection:
+        address: Address | None = None,
+        transport: Transport = Transport.stream,
+    ) -> Sent:
         """Send a sealed envelope, dialling `address` if there is no connection to `peer`."""
-        if transport == TRANSPORT_DATAGRAM:
-            connection = await self.endpoint.send_datagram(peer, sealed.wire, address)
+        if transport is Transport.datagram:
+            sent = await self.endpoint.send_datagram(peer, sealed.wire, address)
         else:
-            connection = await self.endpoint.send_frame(peer, sealed.wire, address)
+            sent = await self.endpoint.send_frame(peer, sealed.wire, address)
         self.envelopes["out", sealed.envelope.msg_type.value] += 1
-        return connection
+        return sent
 
-    def reply(self, message: ReceivedMessage, sealed: SealedEnvelope) -> None:
-        """Answer on the connection and transport the message came by (no dialling).
-
-        An answer cannot wait for back-pressure (the callback must return), so beyond
-        `max_reply_streams` open streams it is refused with ConnectionBusy: a peer that does not
-        read its answers cannot make us buffer without bound."""
-        connection = message.connection
-        if message.transport != TRANSPORT_DATAGRAM and connection.open_streams >= self.endpoint.settings.max_reply_streams:
-            raise ConnectionBusy(f"{connection.open_streams} streams to that peer are still open")
-        if message.transport == TRANSPORT_DATAGRAM:
-            message.connection.send_datagram(sealed.wire)
-        else:
-            message.connection.send_frame(sealed.wire)
+    def reply(self, message: ReceivedMessage, sealed: SealedEnvelope) -> Sent:
+        """Answer on the connection and transport the message came by (no dialling, no waiting:
+        ConnectionBusy when too many answers to that peer are still open)."""
+        sent = self.endpoint.reply(message.connection, sealed.wire, message.transport)
         self.envelopes["out", sealed.envelope.msg_type.value] += 1
+        return sent
 
-    def _received(self, connection: PeerConnection, data: bytes, transport: str) -> None:
+    def _received(self, delivery: Received) -> None:
         try:
-            opened = open_envelope(self.identity, data)
+            opened = open_envelope(self.identity, delivery.data)
         except EnvelopeRejected as refused:
             self.rejected[refused.reason.value] += 1
             return
         received_ns = time.monotonic_ns()
         self.envelopes["in", opened.envelope.msg_type.value] += 1
-        if self.on_message is not None:
-            self.on_message(ReceivedMessage(
-                opened, connection, transport, connection.received_path, received_ns, self.endpoint.arrival_ns
-            ))  # fmt: skip
+        self.events.publish(ReceivedMessage(
+            opened, delivery.peer, delivery.connection, delivery.transport, delivery.path, received_ns,
+            round(delivery.arrived_at_s * 1e9),
+        ))  # fmt: skip
+
+    def _transport_event(self, event: TransportEvent) -> None:
+        self.events.publish(event)
 
     async def close(self) -> None:
         await self.endpoint.close()

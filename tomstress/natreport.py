@@ -22,7 +22,7 @@ from tomproto.addresses import format_host_port, wildcard_for
 from tomproto.identity import Identity
 from tomproto.relay import protocol as wire
 from tomproto.relay.protocol import Address
-from tomproto.transport.relay_client import local_ipv4_addresses
+from tomproto.transport.interfaces import local_ipv4_addresses
 
 __all__ = ["NatReport", "probe_mappings", "verdict", "NO_NAT", "ENDPOINT_INDEPENDENT", "ADDRESS_DEPENDENT",
            "ADDRESS_AND_PORT_DEPENDENT", "UNKNOWN", "nat_report"]  # fmt: skip

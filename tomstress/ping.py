@@ -18,8 +18,8 @@ from typing import Any
 
 from tomproto.addresses import format_host_port
 from tomproto.identity import NodeId
-from tomproto.node import TRANSPORT_DATAGRAM, Node, ReceivedMessage
-from tomproto.transport import PathChanged, PeerConnected, PeerDisconnected, TransportError
+from tomproto.node import Node, ReceivedMessage
+from tomproto.transport import Path, PathChanged, PeerConnected, PeerDisconnected, Transport, TransportError
 from tomproto.wire.envelope import MessageType
 from tomstress.archive import Archive
 from tomstress.engine import Outcome, ProbeRecord, ProbeTracker, ReplyVerdict
@@ -40,7 +40,7 @@ class PingConfig:
     interval_s: float
     timeout_s: float
     size: int
-    transport: str  # "stream" or "datagram"
+    transport: Transport
     max_loss_percent: float | None = None
     relay: tuple[str, int] | None = None
     duration_s: float | None = None  # what --duration asked for (count is then derived from it)
@@ -86,8 +86,8 @@ class PingRun:
         return self.archive.t_of(monotonic_s)
 
     async def run(self) -> dict[str, Any]:
-        self.node.on_message = self._on_message
-        self.node.endpoint.on_event = self._on_transport_event
+        messages = self.node.events.subscribe(self._on_message, ReceivedMessage)
+        transport_events = self.node.events.subscribe(self._on_transport_event, PathChanged, PeerConnected, PeerDisconnected)
         lag = LoopLagSampler()
         lag.start()
         try:
@@ -96,8 +96,9 @@ class PingRun:
                 await self._probe()
         finally:
             lag.stop()
-            self.node.on_message = None
-            self.node.endpoint.on_event = None
+            messages.close()
+            transport_events.close()
+            self._note_connection()
             for task in self._tasks:
                 task.cancel()
             if self._tasks:
@@ -173,7 +174,7 @@ class PingRun:
         probe = Probe(self.run_id, PHASE, seq, sent_ns, time.time_ns(), config.size)
         record = self.tracker.records[seq]
         try:
-            if config.transport == TRANSPORT_DATAGRAM:
+            if config.transport is Transport.datagram:
                 sealed = self.node.seal_datagram(config.peer, MessageType.Chat, encode_probe(probe))
             else:
                 sealed = self.node.seal(config.peer, MessageType.Chat, encode_probe(probe))
@@ -181,14 +182,14 @@ class PingRun:
             # asyncio.timeout, not wait_for: the send runs in this task, so nothing (a fast reply
             # included) can run between the packet leaving and the path being noted.
             async with asyncio.timeout(config.timeout_s):
-                connection = await self.node.send(config.peer, sealed, address=config.address, transport=config.transport)
+                sent = await self.node.send(config.peer, sealed, address=config.address, transport=config.transport)
         except (TransportError, TimeoutError) as error:
             message = str(error) or "send timed out"
             self._archive_probe(self.tracker.send_failed(seq, sent_s, message))
             return
-        record.path_sent = connection.path
-        if connection.transmitted_ns >= sent_ns:  # else it waits for flow control: no figure
-            record.send_stack_s = (connection.transmitted_ns - sent_ns) / 1e9
+        record.path_sent = sent.path
+        if sent.left_ns is not None:  # else it waits for flow control: no figure
+            record.send_stack_s = (sent.left_ns - sent_ns) / 1e9
 
     def _on_message(self, message: ReceivedMessage) -> None:
         reply = parse_reply(message.opened.plaintext)
@@ -217,11 +218,18 @@ class PingRun:
         record.responder_hold_s = follow_up.hold_ns / 1e9
         self.archive.write("responder_hold", seq=follow_up.seq, hold_ms=_ms(record.responder_hold_s))
 
+    def _note_connection(self) -> None:
+        """Keep the latest snapshot of the connection to the peer (punches, direct path RTT)."""
+        info = self.node.endpoint.connection_to(self.config.peer)
+        if info is not None:
+            self.observations.connection = info
+
     def _on_transport_event(self, event: object) -> None:
         now = time.monotonic()
         if isinstance(event, PathChanged) and event.peer == self.config.peer:
+            self._note_connection()
             self.observations.path_timeline.append((now, event.current))
-            if event.current == "direct" and self.observations.time_to_direct_s is None:
+            if event.current is Path.direct and self.observations.time_to_direct_s is None:
                 self.observations.time_to_direct_s = event.time_to_direct_s
             rtt_ms = None if event.path_rtt_s is None else round(event.path_rtt_s * 1000, 3)
             self.archive.write("path_change", **{"from": event.previous, "to": event.current, "path_rtt_ms": rtt_ms})

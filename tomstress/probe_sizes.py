@@ -21,7 +21,8 @@ from dataclasses import dataclass
 from functools import cache
 
 from tomproto.identity import Identity
-from tomproto.node import MAX_DATAGRAM_ENVELOPE_BYTES, TRANSPORT_DATAGRAM
+from tomproto.node import MAX_DATAGRAM_ENVELOPE_BYTES
+from tomproto.transport import Transport
 from tomproto.sealing import seal_envelope, wire_size_spread
 from tomproto.wire.envelope import MAX_ENVELOPE_BYTES, MessageType
 from tomstress.probe import Probe, encode_probe, minimum_probe_size
@@ -41,7 +42,7 @@ class ProbeSizeLimits:
     datagram_maximum: int
 
     def maximum(self, transport: str) -> int:
-        return self.datagram_maximum if transport == TRANSPORT_DATAGRAM else self.stream_maximum
+        return self.datagram_maximum if transport is Transport.datagram else self.stream_maximum
 
 
 def _likely_wire_bytes(run_id: str, phase: str, z: float) -> Callable[[int], float]:
@@ -106,7 +107,7 @@ def size_problem(size: int, transport: str, run_id_length: int, phase: str) -> s
     largest = limits.maximum(transport)
     if size <= largest:
         return None
-    if transport == TRANSPORT_DATAGRAM:
+    if transport is Transport.datagram:
         return (
             f"--size {size} does not fit a datagram probe: its envelope must fit one QUIC packet "
             f"({MAX_DATAGRAM_ENVELOPE_BYTES} bytes on the wire); use --size {largest} or less (or drop --datagram)"

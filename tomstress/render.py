@@ -64,14 +64,14 @@ class LiveView:
             Text(f"send_error {counts.send_error}", style="red"),
             f"waiting {run.tracker.pending} (overdue {run.tracker.overdue(time.monotonic())})",
         )
-        connection = run.observations.connection
+        timeline = run.observations.path_timeline
         table.add_row(
             "RTT ms (last %d)" % len(recent),
             f"p50 {_ms(window.p50)}",
             f"p99 {_ms(window.p99)}",
             f"max {_ms(window.max)}",
             f"jitter {_ms(window.jitter)}",
-            f"path {connection.path if connection is not None else '-'}",
+            f"path {timeline[-1][1] if timeline else '-'}",
             "",
         )
         self._live.update(Group(table))

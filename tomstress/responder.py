@@ -13,7 +13,8 @@ import time
 from collections import Counter, OrderedDict
 
 from tomproto.identity import Identity, NodeId
-from tomproto.node import TRANSPORT_DATAGRAM, Node, ReceivedMessage
+from tomproto.node import Node, ReceivedMessage
+from tomproto.transport import Transport
 from tomproto.transport import ConnectionBusy, ConnectionLost, DatagramTooLarge, TransportSettings
 from tomproto.wire.envelope import MessageType
 from tomstress.probe import FollowUp, encode_reply, parse_probe
@@ -45,8 +46,9 @@ class Responder:
     ) -> Responder:
         responder = cls()
         responder.node = await Node.start(
-            identity, host, port, settings=settings, on_message=responder._answer, relay=relay
+            identity, host, port, settings=settings, relay=relay
         )
+        responder.node.events.subscribe(responder._answer, ReceivedMessage)
         return responder
 
     def _answer(self, message: ReceivedMessage) -> None:
@@ -59,17 +61,16 @@ class Responder:
             return
         node = self.node
         assert node is not None  # noqa: S101 - set before any message can arrive
-        peer = message.connection.peer
-        assert peer is not None  # noqa: S101 - messages come only from authenticated peers
+        peer = message.peer
         run = (peer, probe.run_id)
         follow_up = self._follow_ups.pop(run, None)
         plaintext = encode_reply(probe, received_wall_ns, time.time_ns(), len(message.opened.plaintext), follow_up)
         try:
-            if message.transport == TRANSPORT_DATAGRAM:
+            if message.transport is Transport.datagram:
                 sealed = node.seal_datagram(peer, MessageType.Chat, plaintext)
             else:
                 sealed = node.seal(peer, MessageType.Chat, plaintext)
-            node.reply(message, sealed)
+            sent = node.reply(message, sealed)
         except DatagramTooLarge:
             self.counts["reply_too_large"] += 1
             return
@@ -80,10 +81,9 @@ class Responder:
             self.counts["reply_failed"] += 1
             return
         self.counts["probes_answered"] += 1
-        transmitted_ns = message.connection.transmitted_ns
-        if transmitted_ns < message.arrived_ns:  # the reply waits for flow control: no figure
+        if sent.left_ns is None:  # the reply waits for flow control: no figure
             return
-        self._follow_ups[run] = FollowUp(probe.seq, transmitted_ns - message.arrived_ns)
+        self._follow_ups[run] = FollowUp(probe.seq, sent.left_ns - message.arrived_ns)
         if len(self._follow_ups) > MAX_FOLLOW_UPS:
             self._follow_ups.popitem(last=False)
 

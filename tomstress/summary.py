@@ -11,7 +11,7 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
 from tomproto.addresses import format_host_port
-from tomproto.transport import TransportCounters
+from tomproto.transport import ConnectionInfo, TransportCounters
 from tomstress.engine import Outcome, ProbeRecord, ProbeTracker
 from tomstress.stats import DEFINITIONS, availability, self_check, summarize, summarize_loss
 
@@ -39,7 +39,7 @@ class PingObservations:
     loop_lags_ms: list[float] = field(default_factory=list)
     # seq -> (probe wall send ns, responder wall receive ns, responder wall send ns)
     timestamps: dict[int, tuple[int, int, int]] = field(default_factory=dict)
-    connection: Any = None  # the PeerConnection probes went out on first
+    connection: ConnectionInfo | None = None  # the latest snapshot of the connection to the peer
     initial_path: str | None = None
     path_timeline: list[tuple[float, str]] = field(default_factory=list)  # (monotonic s, path from then on)
     time_to_direct_s: float | None = None
@@ -64,12 +64,12 @@ def path_summary(observations: PingObservations, end_s: float | None) -> dict[st
         "initial": observations.initial_path,
         "outcome": outcome,
         "time_to_direct_s": None if observations.time_to_direct_s is None else round(observations.time_to_direct_s, 6),
-        "punch_attempts": connection.direct_path.punches_sent if connection is not None else 0,
+        "punch_attempts": connection.punches_sent if connection is not None else 0,
         "path_changes": max(0, len(timeline) - 1),
         "time_on_path_s": {path: round(seconds, 3) for path, seconds in time_on_path.items()},
         "direct_path_rtt_ms": (
-            round(connection.direct_path.rtt_s * 1000, 3)
-            if connection is not None and connection.direct_path.rtt_s is not None
+            round(connection.direct_path_rtt_s * 1000, 3)
+            if connection is not None and connection.direct_path_rtt_s is not None
             else None
         ),
     }

@@ -6,7 +6,7 @@ from __future__ import annotations
 import asyncio
 import socket
 
-from tests.integration.test_transport import Inbox, echo, endpoint, run
+from tests.integration.test_transport import Inbox, endpoint, run
 from tomproto.identity import Identity
 from tomproto.relay import protocol as wire
 from tomproto.relay.server import RelayServer
@@ -40,8 +40,8 @@ def test_registering_someone_elses_node_id_is_refused_and_the_owner_is_unaffecte
         relay_address = relay.addresses[0]
         inbox = Inbox()
         try:
-            async with endpoint(alice, relay=relay_address, on_frame=echo) as alice_end, endpoint(
-                bob, relay=relay_address, on_frame=inbox
+            async with endpoint(alice, relay=relay_address, echo=True) as alice_end, endpoint(
+                bob, relay=relay_address, inbox=inbox
             ) as bob_end:
                 attacker = RawClient(relay_address)
                 challenge = await attacker.ask(wire.hello(alice.node_id.raw))
@@ -98,8 +98,8 @@ def test_the_relay_counts_what_it_forwards_per_node_and_per_pair() -> None:
         dialer, listener = Identity.generate(), Identity.generate()
         inbox = Inbox()
         try:
-            async with endpoint(listener, relay=relay.addresses[0], on_frame=echo) as _, endpoint(
-                dialer, relay=relay.addresses[0], on_frame=inbox
+            async with endpoint(listener, relay=relay.addresses[0], echo=True) as _, endpoint(
+                dialer, relay=relay.addresses[0], inbox=inbox
             ) as dialer_end:
                 await dialer_end.send_frame(listener.node_id, b"hello", None)
                 await inbox.next()

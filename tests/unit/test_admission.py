@@ -7,7 +7,7 @@ import itertools
 import pytest
 
 from tomproto.core.admission import Action, AdmissionPolicy, AdmissionSettings, Verdict
-from tomproto.transport.quic import TransportSettings
+from tomproto.core.quic import TransportSettings
 
 SECRET = b"k" * 32
 NOW = 5_000.0

@@ -12,7 +12,7 @@ from tomproto.identity import Identity
 from tomproto.relay import protocol as wire
 from tomproto.relay.server import RelayServer, RelaySettings
 from tomproto.transport.errors import TransportError
-from tomproto.transport.relay_client import RelayClient
+from tomproto.transport.interfaces import RelayClient
 
 NOW = 9_000.0
 EXPIRY_S = 60

@@ -1,30 +1,40 @@
-"""The asyncio side of the node: one UDP socket, QUIC connections authenticated by NodeId, framing."""
+"""The asyncio side of the node: one UDP socket around the sans-IO transport core."""
 
-from tomproto.transport.connection import PATH_DIRECT, PATH_RELAY, PeerConnection
-from tomproto.transport.endpoint import Endpoint, PathChanged, PeerConnected, PeerDisconnected, TransportCounters
-from tomproto.transport.errors import (
+from tomproto.core.endpoint import TransportCounters
+from tomproto.core.paths import Path, Transport
+from tomproto.core.quic import ALPN, MAX_DATAGRAM_BYTES, TransportSettings
+from tomproto.core.transport_events import ConnectionInfo, PathChanged, PeerConnected, PeerDisconnected, Received
+from tomproto.errors import (
     ConnectionBusy,
     ConnectionLost,
     DatagramTooLarge,
     DialTimeout,
+    NoRoute,
     PeerAuthenticationError,
+    RelayRefused,
+    RelayUnreachable,
     TransportError,
 )
-from tomproto.transport.quic import ALPN, MAX_DATAGRAM_BYTES, TransportSettings
+from tomproto.transport.endpoint import Endpoint, Sent
 
 __all__ = [
     "ALPN",
-    "PATH_DIRECT",
-    "PATH_RELAY",
+    "Path",
+    "Transport",
     "Endpoint",
-    "PeerConnection",
+    "Sent",
+    "ConnectionInfo",
+    "Received",
     "PeerConnected",
     "PeerDisconnected",
     "PathChanged",
     "TransportCounters",
     "TransportSettings",
     "TransportError",
+    "NoRoute",
     "PeerAuthenticationError",
+    "RelayRefused",
+    "RelayUnreachable",
     "DialTimeout",
     "ConnectionLost",
     "ConnectionBusy",

@@ -37,7 +37,7 @@ from aioquic.quic.configuration import QuicConfiguration
 from aioquic.quic.connection import QuicConnection
 
 from tomproto.relay import protocol as wire
-from tomproto.transport.quic import ALPN
+from tomproto.core.quic import ALPN
 
 __all__ = ["quic_packets", "relay_packets", "flood", "main"]
 

@@ -25,7 +25,7 @@ from typing import Any
 
 from tomproto.identity import Identity, NodeId
 from tomproto.node import Node
-from tomproto.transport import TransportError
+from tomproto.transport import Transport, TransportError
 from tomproto.wire.envelope import MessageType
 from tomstress.archive import Archive
 from tomstress.ping import PingConfig, PingRun
@@ -115,7 +115,7 @@ async def soak(command: list[str], seconds: float, interval_s: float) -> dict[st
         pid = innermost_process(process.pid)
         node = await Node.start(Identity.generate(), LOOPBACK, 0)
         count = max(1, int(seconds / interval_s))
-        config = PingConfig(peer, (LOOPBACK, port), count, interval_s, 10.0, 64, "stream")
+        config = PingConfig(peer, (LOOPBACK, port), count, interval_s, 10.0, 64, Transport.stream)
         with tempfile.TemporaryDirectory() as directory, Archive.create(Path(directory), "soak", "ping") as archive:
             summary = await PingRun(config, node, archive, asyncio.Event()).run()
         await node.close()

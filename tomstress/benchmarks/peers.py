@@ -23,7 +23,7 @@ from aioquic.quic import events
 
 from tomproto.identity import Identity
 from tomproto.node import Node, ReceivedMessage
-from tomproto.transport.quic import TransportSettings, quic_configuration
+from tomproto.core.quic import TransportSettings, quic_configuration
 from tomproto.wire.envelope import MessageType
 from tomstress.responder import Responder
 
@@ -65,7 +65,7 @@ class Sink:
         if message.opened.plaintext == REPORT_REQUEST:
             report = json.dumps({"count": self.count, "first_ns": self.first_ns, "last_ns": self.last_ns})
             assert self.node is not None  # noqa: S101
-            self.node.reply(message, self.node.seal(message.connection.peer, MessageType.Chat, report.encode()))  # type: ignore[arg-type]
+            self.node.reply(message, self.node.seal(message.peer, MessageType.Chat, report.encode()))
             return
         if self.count == 0:
             self.first_ns = message.received_ns
@@ -82,7 +82,8 @@ async def main() -> None:
     responder_identity, sink_identity = Identity.generate(), Identity.generate()
     responder = await Responder.start(responder_identity, "127.0.0.1", 0)
     sink = Sink()
-    sink.node = await Node.start(sink_identity, "127.0.0.1", 0, on_message=sink.on_message)
+    sink.node = await Node.start(sink_identity, "127.0.0.1", 0)
+    sink.node.events.subscribe(sink.on_message, ReceivedMessage)
     print(
         json.dumps(
             {

@@ -33,8 +33,9 @@ from aioquic.quic.configuration import QuicConfiguration
 from tomproto.durations import parse_duration
 from tomproto.identity import Identity, NodeId
 from tomproto.node import Node, ReceivedMessage
-from tomproto.transport.certificates import node_certificate
-from tomproto.transport.quic import ALPN
+from tomproto.core.certificates import node_certificate
+from tomproto.core.quic import ALPN
+from tomproto.transport import Transport
 from tomproto.wire.envelope import MessageType
 from tomstress.archive import Archive
 from tomstress.benchmarks.peers import REPORT_REQUEST
@@ -112,7 +113,7 @@ async def _quic_rtts(port: int, payload: bytes, count: int, interval_s: float) -
 
 
 async def _ping_rtts(node: Node, peer: NodeId, port: int, count: int, interval_s: float, size: int) -> list[float]:
-    config = PingConfig(peer, (LOOPBACK, port), count, interval_s, 10.0, size, "stream")
+    config = PingConfig(peer, (LOOPBACK, port), count, interval_s, 10.0, size, Transport.stream)
     with tempfile.TemporaryDirectory() as directory, Archive.create(Path(directory), "bench", "ping") as archive:
         run = PingRun(config, node, archive, asyncio.Event())
         await run.run()
@@ -129,7 +130,9 @@ async def _oneway_rate(node: Node, sink: NodeId, port: int, count: int) -> dict[
             await asyncio.sleep(0)  # let acknowledgements in
     send_s = time.perf_counter() - started
     reports: asyncio.Queue[dict[str, Any]] = asyncio.Queue()
-    node.on_message = lambda message: reports.put_nowait(json.loads(message.opened.plaintext))
+    subscription = node.events.subscribe(
+        lambda message: reports.put_nowait(json.loads(message.opened.plaintext)), ReceivedMessage
+    )
     report: dict[str, Any] = {"count": 0}
     deadline = time.monotonic() + 60
     while report["count"] < count and time.monotonic() < deadline:
@@ -137,7 +140,7 @@ async def _oneway_rate(node: Node, sink: NodeId, port: int, count: int) -> dict[
         report = await asyncio.wait_for(reports.get(), 30)
         if report["count"] < count:
             await asyncio.sleep(0.2)  # not all opened yet: ask again
-    node.on_message = None
+    subscription.close()
     span_s = (report["last_ns"] - report["first_ns"]) / 1e9
     return {
         "envelopes": count,

@@ -21,7 +21,8 @@ from tomproto.durations import duration_option
 from tomproto.errors import IdentityError
 from tomproto.identity import Identity, NodeId, load_or_create_identity
 from tomproto.lifeline import watch_outermost
-from tomproto.node import TRANSPORT_DATAGRAM, TRANSPORT_STREAM, Node
+from tomproto.node import Node
+from tomproto.transport import Transport
 from tomproto.stopsignals import EXIT_SIGNAL, install_stop_handlers
 from tomproto.terminal import guarded_stderr, guarded_stdout
 from tomproto.transport import TransportError, TransportSettings
@@ -237,7 +238,7 @@ def ping(
         fail(f"--count {count}: give 1 or more probes")
     if duration is not None and duration <= 0:
         fail("--duration must be a positive duration, e.g. 30s")
-    transport = TRANSPORT_DATAGRAM if datagram else TRANSPORT_STREAM
+    transport = Transport.datagram if datagram else Transport.stream
     problem = size_problem(size, transport, RUN_ID_HEX_CHARS, PHASE)
     if problem is not None:
         fail(problem)

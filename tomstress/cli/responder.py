@@ -20,8 +20,8 @@ from tomproto.lifeline import watch_eof, watch_outermost
 from tomproto.sealing import RejectReason
 from tomproto.stopsignals import install_stop_handlers
 from tomproto.terminal import guarded_stderr, guarded_stdout
-from tomproto.transport import PathChanged, TransportError, TransportSettings
-from tomproto.transport.relay_client import local_ipv4_addresses
+from tomproto.transport import Endpoint, PathChanged, TransportError, TransportSettings
+from tomproto.transport.interfaces import local_ipv4_addresses
 from tomstress.addresses import format_host_port, host_port_option, peer_address
 from tomstress.archive import to_json
 from tomstress.cli.common import EXIT_UNREACHABLE, SERVER_EXIT_CODES_HELP, fail, warn
@@ -73,8 +73,8 @@ def _final_counters(responder: Responder, stopped_by: str, uptime_s: float) -> d
     }
 
 
-def _admission_counters(endpoint: object) -> dict[str, object]:
-    counters = endpoint.counters  # type: ignore[attr-defined]
+def _admission_counters(endpoint: Endpoint) -> dict[str, object]:
+    counters = endpoint.counters
     return {
         "decisions": dict(counters.admission),
         "retries_sent": counters.retries_sent,
@@ -124,10 +124,12 @@ async def _serve(
             await responder.close()
             fail("--stop-on-stdin-eof needs a pipe on stdin")
     out, err = guarded_stdout(), guarded_stderr()  # a terminal that goes away must not stop us
-    responder.node.endpoint.on_event = lambda event: _print_event(event, out)  # type: ignore[union-attr]
-    bound_host, bound_port = responder.node.endpoint.local_address  # type: ignore[union-attr]
+    node = responder.node
+    assert node is not None  # noqa: S101 - started above
+    node.events.subscribe(lambda event: _print_event(event, out), PathChanged)
+    bound_host, bound_port = node.endpoint.local_address
     addresses = _addresses(bound_host, bound_port)
-    relay_client = responder.node.endpoint.relay  # type: ignore[union-attr]
+    observed = node.endpoint.observed_address
     print(
         json.dumps(
             {
@@ -137,7 +139,7 @@ async def _serve(
                 "port": bound_port,
                 "addresses": addresses,
                 "relay": format_host_port(relay) if relay else None,
-                "observed_address": format_host_port(relay_client.observed_address) if relay_client else None,
+                "observed_address": format_host_port(observed) if observed else None,
             }
         ),
         file=out,

@@ -17,7 +17,7 @@ from aioquic.quic.connection import QuicConnection
 
 from tomproto.core.admission import AdmissionSettings
 from tomproto.identity import Identity
-from tomproto.transport.certificates import node_certificate
+from tomproto.core.certificates import node_certificate
 
 __all__ = ["ALPN", "MAX_DATAGRAM_BYTES", "TransportSettings", "PacketCounters", "TomQuicConnection", "quic_configuration"]
 

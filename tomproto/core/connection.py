@@ -1,0 +1,368 @@
+"""One QUIC connection to one peer, sans-IO: authentication, framing, its path, its timers.
+
+Rules it enforces:
+- QUIC sees a per-connection pseudo-address that never changes; the path underneath (direct.py's
+  machine) decides where packets really go, so a path change never looks like a migration to QUIC;
+- the peer is authenticated by its certificate's key: a dialer refuses a key other than the NodeId
+  it dialled; a listener refuses a dialer without a certificate and learns its NodeId otherwise;
+  nothing is delivered from a connection before that;
+- each envelope arrives on its own stream as one frame (framing.py); a bad frame resets only its
+  stream; a datagram too large for one packet is refused, never queued;
+- every timer (QUIC's, the keep-alive PING, the dial's give-up time, a retired connection's grace,
+  the direct path's) is a deadline here; the driver calls `handle_timer` once the earliest passed.
+
+The connection never calls its owner: every call returns the facts the owner must act on
+(`Authenticated`, `Delivered`, `Terminated`, ...) and `transmit` hands over the packets to send,
+each with where it goes (an address, or None: through the relay).
+"""
+
+from __future__ import annotations
+
+from collections import Counter
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import TYPE_CHECKING
+
+from aioquic.quic import events
+
+from tomproto.core.certificates import node_id_of_certificate
+from tomproto.core.direct_path import CallPeer, DirectPath, PathSwitched, SendPunch
+from tomproto.core.framing import FrameError, FrameReader, frame
+from tomproto.core.paths import Address, Path, Transport, format_host_port
+from tomproto.core.quic import MAX_DATAGRAM_BYTES
+from tomproto.errors import (
+    ConnectionLost,
+    DatagramTooLarge,
+    DialTimeout,
+    IdentityError,
+    PeerAuthenticationError,
+    TransportError,
+)
+from tomproto.identity import NodeId
+
+if TYPE_CHECKING:
+    from tomproto.core.quic import TomQuicConnection
+
+__all__ = [
+    "Connection",
+    "ConnectionFact",
+    "Authenticated",
+    "Delivered",
+    "Terminated",
+    "ConnectionIdIssued",
+    "ConnectionIdRetired",
+    "Closing",
+]
+
+_STREAM_REFUSED = 0x1  # application error code on a reset stream: the frame was refused
+
+
+@dataclass(frozen=True, slots=True)
+class Authenticated:
+    peer: NodeId
+
+
+@dataclass(frozen=True, slots=True)
+class Closing:
+    """The connection is no longer usable and closes (QUIC says goodbye to the peer); `error` is
+    what a dial that waited for it learns (PeerAuthenticationError, DialTimeout, ConnectionLost)."""
+
+    error: TransportError
+
+
+@dataclass(frozen=True, slots=True)
+class Delivered:
+    """A complete frame or datagram from the authenticated peer, with how and when it came."""
+
+    data: bytes
+    transport: Transport
+    path: Path
+    arrived_at_s: float
+
+
+@dataclass(frozen=True, slots=True)
+class Terminated:
+    reason: str
+    was_established: bool
+
+
+@dataclass(frozen=True, slots=True)
+class ConnectionIdIssued:
+    connection_id: bytes
+
+
+@dataclass(frozen=True, slots=True)
+class ConnectionIdRetired:
+    connection_id: bytes
+
+
+ConnectionFact = (
+    Authenticated | Closing | Delivered | Terminated | ConnectionIdIssued | ConnectionIdRetired
+    | SendPunch | PathSwitched | CallPeer
+)  # fmt: skip
+
+
+class Connection:
+    """A QUIC connection with one peer; created and driven by the endpoint core."""
+
+    def __init__(
+        self,
+        handle: int,
+        quic: TomQuicConnection,
+        remote_address: Address | None,
+        *,
+        dialer: bool,
+        expected_peer: NodeId | None,
+        now: float,
+        random_bytes: Callable[[int], bytes],
+        keepalive_interval_s: float,
+        give_up_after_s: float,
+        punch: bool,
+        streams_refused: Counter[str],
+    ) -> None:
+        self.handle = handle
+        self.quic = quic
+        self.pseudo_address: Address = ("tom-path", handle)
+        self.dialer = dialer
+        self.expected_peer = expected_peer
+        self.peer: NodeId | None = None
+        self.direct_path = DirectPath(started_at=now, random_bytes=random_bytes, direct_address=remote_address,
+                                      punch=punch)  # fmt: skip
+        self.started_at = now
+        self.established_at: float | None = None
+        self.closed = False
+        self.draining = False
+        self.close_reason: str | None = None
+        self.connection_ids: set[bytes] = set()
+        # A listener's key in the endpoint's admission policy while its handshake is half-open.
+        self.admission_key: bytes | None = None
+        self.frames_sent = 0
+        self._streams_refused = streams_refused
+        self._readers: dict[int, FrameReader] = {}
+        self._keepalive_interval_s = keepalive_interval_s
+        self._keepalive_at: float | None = None
+        self._give_up_at: float | None = now + give_up_after_s
+        self._retire_at: float | None = None
+        self._closing = False
+        self._received_path = self.direct_path.path
+
+    # -- state ----------------------------------------------------------------------------------
+
+    @property
+    def usable(self) -> bool:
+        return self.established_at is not None and not self.closed and not self.draining
+
+    @property
+    def path(self) -> Path:
+        return self.direct_path.path
+
+    @property
+    def remote_address(self) -> Address | None:
+        return self.direct_path.address
+
+    @property
+    def peer_id_raw(self) -> bytes | None:
+        """The peer's NodeId: authenticated, or the one dialled (or named by the relay) until then."""
+        if self.peer is not None:
+            return self.peer.raw
+        return self.expected_peer.raw if self.expected_peer is not None else None
+
+    @property
+    def open_streams(self) -> int:
+        return len(self.quic._streams)
+
+    @property
+    def handshake_s(self) -> float | None:
+        return None if self.established_at is None else self.established_at - self.started_at
+
+    def next_deadline(self) -> float | None:
+        if self.closed:
+            return None
+        due = [self.quic.get_timer(), self._keepalive_at, self._give_up_at, self._retire_at,
+               self.direct_path.next_deadline()]  # fmt: skip
+        deadlines = [deadline for deadline in due if deadline is not None]
+        return min(deadlines) if deadlines else None
+
+    def sends_to_connection_id(self, connection_id: bytes) -> bool:
+        """Whether `connection_id` is one the peer issued for this connection (aioquic internals)."""
+        quic = self.quic
+        return quic._peer_cid.cid == connection_id or any(
+            issued.cid == connection_id for issued in quic._peer_cid_available
+        )
+
+    # -- input ----------------------------------------------------------------------------------
+
+    def receive(self, data: bytes, now: float, path: Path) -> list[ConnectionFact]:
+        """A QUIC packet for this connection that came by `path`."""
+        if self.closed:
+            return []
+        self._received_path = path
+        self.quic.receive_datagram(data, self.pseudo_address, now)
+        return self._process_events(now)
+
+    def handle_timer(self, now: float, *, relay_available: bool) -> list[ConnectionFact]:
+        if self.closed:
+            return []
+        facts: list[ConnectionFact] = []
+        if self._give_up_at is not None and now >= self._give_up_at:
+            self._give_up_at = None
+            facts += self.close("handshake timed out", now, DialTimeout)
+        if self._retire_at is not None and now >= self._retire_at:
+            self._retire_at = None
+            facts += self.close(self.close_reason or "retired", now)
+        timer = self.quic.get_timer()
+        if timer is not None and now >= timer:
+            self.quic.handle_timer(now)
+            facts += self._process_events(now)
+        if self._keepalive_at is not None and now >= self._keepalive_at and not self.closed:
+            self.quic.send_ping(0)
+            self._keepalive_at = now + self._keepalive_interval_s
+        if not self.closed and self.established_at is not None:
+            facts += self.direct_path.handle_timer(now, relay_available=relay_available)
+        return facts
+
+    def punch_answered(self, nonce: bytes, address: Address, now: float) -> list[ConnectionFact]:
+        return list(self.direct_path.answered(nonce, address, now))
+
+    def punched_by_peer(self, address: Address, now: float) -> list[ConnectionFact]:
+        return list(self.direct_path.punched_by_peer(address, now))
+
+    def introduced(self, candidates: tuple[Address, ...], now: float) -> list[ConnectionFact]:
+        """The relay introduced the peer with its candidate addresses: punch."""
+        return list(self.direct_path.start(candidates, now))
+
+    def _process_events(self, now: float) -> list[ConnectionFact]:
+        facts: list[ConnectionFact] = []
+        while (event := self.quic.next_event()) is not None:
+            if isinstance(event, events.StreamDataReceived):
+                facts += self._on_stream_data(event, now)
+            elif isinstance(event, events.DatagramFrameReceived):
+                if self.peer is not None:
+                    facts.append(Delivered(event.data, Transport.datagram, self._received_path, now))
+            elif isinstance(event, events.StreamReset):
+                self._readers.pop(event.stream_id, None)
+            elif isinstance(event, events.ConnectionIdIssued):
+                self.connection_ids.add(event.connection_id)
+                facts.append(ConnectionIdIssued(event.connection_id))
+            elif isinstance(event, events.ConnectionIdRetired):
+                self.connection_ids.discard(event.connection_id)
+                facts.append(ConnectionIdRetired(event.connection_id))
+            elif isinstance(event, events.HandshakeCompleted):
+                facts += self._on_handshake_completed(now)
+            elif isinstance(event, events.ConnectionTerminated):
+                reason = event.reason_phrase or f"error 0x{event.error_code:x}"
+                facts += self.terminate(f"connection closed: {reason}")
+        return facts
+
+    def _on_handshake_completed(self, now: float) -> list[ConnectionFact]:
+        try:
+            peer = node_id_of_certificate(self.quic.peer_certificate)
+        except IdentityError as error:
+            return self._refuse(PeerAuthenticationError(f"peer at {self._where()} failed authentication: {error}"), now)
+        if self.expected_peer is not None and peer != self.expected_peer:
+            return self._refuse(
+                PeerAuthenticationError(
+                    f"the node at {self._where()} is {peer.hex}, not the NodeId dialled ({self.expected_peer.hex})"
+                ),
+                now,
+            )
+        self.peer = peer
+        self.established_at = now
+        self._give_up_at = None
+        self._keepalive_at = now + self._keepalive_interval_s
+        return [Authenticated(peer)]
+
+    def established(self, now: float, *, relay_available: bool) -> list[ConnectionFact]:
+        """The owner kept this connection for its peer: a relayed one starts its path's work."""
+        return list(self.direct_path.established(now, relay_available=relay_available, dialer=self.dialer))
+
+    def _on_stream_data(self, event: events.StreamDataReceived, now: float) -> list[ConnectionFact]:
+        if self.peer is None:  # only authenticated peers may deliver anything
+            return []
+        stream_id = event.stream_id
+        reader = self._readers.get(stream_id)
+        if reader is None:
+            if not self._is_peer_stream(stream_id):
+                return []  # the peer closing its direction of a stream we opened: nothing to read
+            reader = self._readers[stream_id] = FrameReader()
+        result = reader.feed(event.data, event.end_stream)
+        if result is None:
+            return []
+        if isinstance(result, FrameError):
+            self._readers.pop(stream_id, None)
+            self._streams_refused[result.value] += 1
+            if result is not FrameError.truncated:
+                self.quic.stop_stream(stream_id, _STREAM_REFUSED)
+            self.quic.reset_stream(stream_id, _STREAM_REFUSED)
+            return []
+        if event.end_stream:  # otherwise the reader stays, to catch data past the frame
+            self._readers.pop(stream_id, None)
+        self.quic.send_stream_data(stream_id, b"", end_stream=True)  # close our direction too
+        return [Delivered(result, Transport.stream, self._received_path, now)]
+
+    def _is_peer_stream(self, stream_id: int) -> bool:
+        return bool(stream_id & 1) == self.dialer  # bit 0 is set on server-initiated streams
+
+    # -- output ---------------------------------------------------------------------------------
+
+    def send_frame(self, data: bytes) -> None:
+        self._check_usable()
+        stream_id = self.quic.get_next_available_stream_id()
+        self.quic.send_stream_data(stream_id, frame(data), end_stream=True)
+        self.frames_sent += 1
+
+    def send_datagram(self, data: bytes) -> None:
+        self._check_usable()
+        if len(data) > MAX_DATAGRAM_BYTES:  # aioquic would keep it queued forever, and all behind it
+            raise DatagramTooLarge(f"a datagram of {len(data)} bytes does not fit one QUIC packet ({MAX_DATAGRAM_BYTES})")
+        self.quic.send_datagram_frame(data)
+
+    def transmit(self, now: float) -> list[tuple[bytes, Address | None]]:
+        """The packets QUIC has to send now, each with its destination (None: the relay)."""
+        destination = self.remote_address if self.path is Path.direct else None
+        return [(data, destination) for data, _ in self.quic.datagrams_to_send(now)]
+
+    def _check_usable(self) -> None:
+        if not self.usable:
+            raise ConnectionLost(f"connection to {self._where()} is {self.close_reason or 'not ready'}")
+
+    # -- end ------------------------------------------------------------------------------------
+
+    def close(
+        self, reason: str, now: float, error: type[TransportError] = ConnectionLost
+    ) -> list[ConnectionFact]:
+        """Close gracefully: tell the peer, stop using it now, forget it when QUIC is done."""
+        if self.closed or self._closing:
+            return []
+        self._closing = True
+        self.close_reason = reason
+        self.draining = True
+        self._retire_at = self._keepalive_at = self._give_up_at = None
+        self.direct_path.stop()
+        self.quic.close(error_code=0, reason_phrase=reason)
+        return [Closing(error(reason))]
+
+    def retire(self, reason: str, grace_s: float, now: float) -> None:
+        """Stop using the connection now and close it after `grace_s`, so frames in flight land
+        (the owner stops using it: it no longer counts as `usable`)."""
+        self.draining = True
+        self.close_reason = reason
+        self._retire_at = now + grace_s
+
+    def terminate(self, reason: str) -> list[ConnectionFact]:
+        """Forget the connection at once (QUIC finished, or the peer proved it lost the state)."""
+        if self.closed:
+            return []
+        self.closed = True
+        self.close_reason = self.close_reason or reason
+        self.direct_path.stop()
+        return [Terminated(self.close_reason, self.established_at is not None)]
+
+    def _refuse(self, error: PeerAuthenticationError, now: float) -> list[ConnectionFact]:
+        if self.closed or self._closing:
+            return []
+        facts = self.close(str(error), now)
+        return [Closing(error)] if facts else []
+
+    def _where(self) -> str:
+        return "the relay" if self.remote_address is None else format_host_port(self.remote_address)

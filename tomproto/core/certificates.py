@@ -15,7 +15,7 @@ from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import ed25519
 from cryptography.x509.oid import NameOID
 
-from tomproto.errors import IdentityError
+from tomproto.errors import IdentityError, PeerAuthenticationError
 from tomproto.identity import Identity, NodeId
 
 __all__ = ["node_certificate", "node_id_of_certificate"]
@@ -44,11 +44,15 @@ def node_certificate(identity: Identity) -> tuple[x509.Certificate, ed25519.Ed25
 
 
 def node_id_of_certificate(certificate: x509.Certificate | None) -> NodeId:
-    """The NodeId whose key the certificate holds; IdentityError if it is not an Ed25519 key."""
+    """The NodeId whose key the certificate holds. The certificate comes from the peer, so what is
+    wrong with it is the peer's fault: PeerAuthenticationError (a RemoteError)."""
     if certificate is None:
-        raise IdentityError("the peer presented no certificate")
+        raise PeerAuthenticationError("the peer presented no certificate")
     public_key = certificate.public_key()
     if not isinstance(public_key, ed25519.Ed25519PublicKey):
-        raise IdentityError("the peer's certificate does not hold an Ed25519 key")
+        raise PeerAuthenticationError("the peer's certificate does not hold an Ed25519 key")
     raw = public_key.public_bytes(serialization.Encoding.Raw, serialization.PublicFormat.Raw)
-    return NodeId.from_bytes(raw)
+    try:
+        return NodeId.from_bytes(raw)
+    except IdentityError as error:
+        raise PeerAuthenticationError(f"the peer's key is not a NodeId: {error}") from None

@@ -34,7 +34,6 @@ from tomproto.errors import (
     ConnectionLost,
     DatagramTooLarge,
     DialTimeout,
-    IdentityError,
     PeerAuthenticationError,
     TransportError,
 )
@@ -257,7 +256,7 @@ class Connection:
     def _on_handshake_completed(self, now: float) -> list[ConnectionFact]:
         try:
             peer = node_id_of_certificate(self.quic.peer_certificate)
-        except IdentityError as error:
+        except PeerAuthenticationError as error:
             return self._refuse(PeerAuthenticationError(f"peer at {self._where()} failed authentication: {error}"), now)
         if self.expected_peer is not None and peer != self.expected_peer:
             return self._refuse(

@@ -11,6 +11,9 @@ Rules (docs/relay-protocol.md, "Punch coordination"):
 - while direct, a punch goes to that address every KEEPALIVE_S (also the NAT keep-alive); when
   SILENT_AFTER_S pass without an answer the connection falls back to the relay at once; on the
   relay it asks the relay to introduce the peer again every RETRY_S;
+- a call whose introduction does not come (the CALL or both CALL_FROMs lost) is repeated after
+  CALL_ANSWER_S, then twice and four times that, before the RETRY_S cadence takes over: one lost
+  packet must not cost a connection five seconds on the relay;
 - every switch is a `PathSwitched` effect; `time_to_direct_s` runs from the connection's start.
 
 The machine takes `now` and returns effects; nonces come from the injected `random_bytes`.
@@ -36,6 +39,7 @@ __all__ = [
     "KEEPALIVE_S",
     "SILENT_AFTER_S",
     "RETRY_S",
+    "CALL_ANSWER_S",
     "PUNCH_NONCE_BYTES",
 ]
 
@@ -44,6 +48,8 @@ PUNCH_SPACING_S = 0.1
 KEEPALIVE_S = 1.0
 SILENT_AFTER_S = 3.0
 RETRY_S = 5.0
+CALL_ANSWER_S = 0.25
+CALL_REPEATS = 3  # calls after CALL_ANSWER_S x 1, 2, 4 before falling back to RETRY_S
 PUNCH_NONCE_BYTES = 8
 MAX_OUTSTANDING_PUNCHES = 256  # nonces awaiting an answer; the oldest are forgotten first
 
@@ -101,6 +107,7 @@ class DirectPath:
         self._last_answer_at: float | None = None
         self._next_keepalive_at: float | None = None
         self._next_call_at: float | None = None
+        self._unanswered_calls = 0
         self._outstanding: OrderedDict[bytes, tuple[float, Address]] = OrderedDict()
         self._punched_back: set[Address] = set()  # once per address and punching session
         self._stopped = False
@@ -117,13 +124,16 @@ class DirectPath:
         if not self.watched:
             return []
         self._next_call_at = now + RETRY_S
-        return [CallPeer()] if dialer and relay_available and not self.is_direct else []
+        return [self._call(now)] if dialer and relay_available and not self.is_direct else []
 
     def start(self, candidates: tuple[Address, ...], now: float) -> list[PathEffect]:
         """The relay introduced the peer: punch towards its candidates now."""
         if not self.watched or self._stopped:
             return []
         self.candidates = tuple(dict.fromkeys(candidates))  # no duplicates, order kept
+        self._unanswered_calls = 0
+        if not self.is_direct:
+            self._next_call_at = now + RETRY_S  # if punching fails, ask again later
         self._rounds_left = PUNCH_ROUNDS
         self._punched_back.clear()
         return self._punch_round(now)
@@ -152,10 +162,6 @@ class DirectPath:
         self._next_keepalive_at = now + KEEPALIVE_S
         return [self._switch(Path.direct, address, now)]
 
-    def called(self, now: float) -> None:
-        """The relay was asked to introduce the peer (by us, outside a CallPeer effect)."""
-        self._next_call_at = now + RETRY_S
-
     def stop(self) -> None:
         """The connection is gone: no more effects, no more deadlines."""
         self._stopped = True
@@ -179,6 +185,7 @@ class DirectPath:
         if self.is_direct and self._last_answer_at is not None and now >= self._last_answer_at + SILENT_AFTER_S:
             effects.append(self._switch(Path.relay, None, now))
             self._next_keepalive_at = None
+            self._unanswered_calls = 0
             self._next_call_at = now  # call again at once, below
         if self._next_round_at is not None and now >= self._next_round_at:
             effects += self._punch_round(now)
@@ -187,12 +194,21 @@ class DirectPath:
             effects.append(self._punch(self.address, now))
             self._next_keepalive_at = now + KEEPALIVE_S
         if not self.is_direct and self._next_call_at is not None and now >= self._next_call_at:
-            self._next_call_at = now + RETRY_S
             if relay_available:
-                effects.append(CallPeer())
+                effects.append(self._call(now))
+            else:
+                self._next_call_at = now + RETRY_S
         return effects
 
     # -- internals ------------------------------------------------------------------------------
+
+    def _call(self, now: float) -> CallPeer:
+        if self._unanswered_calls < CALL_REPEATS:
+            self._next_call_at = now + CALL_ANSWER_S * 2**self._unanswered_calls
+        else:
+            self._next_call_at = now + RETRY_S
+        self._unanswered_calls += 1
+        return CallPeer()
 
     def _punch_round(self, now: float) -> list[PathEffect]:
         self._next_round_at = None

@@ -22,7 +22,7 @@ def for_wire_type(wire_type: Any) -> st.SearchStrategy[Any]:
         return st.one_of([for_wire_type(member) for member in wire_type.members])
     origin = typing.get_origin(wire_type)
     if origin is Annotated:
-        base, extra = typing.get_args(wire_type)
+        _base, extra = typing.get_args(wire_type)
         if isinstance(extra, UInt):
             return st.integers(0, (1 << extra.bits) - 1)
         if isinstance(extra, FixedBytesLength):

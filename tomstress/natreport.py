@@ -53,7 +53,7 @@ async def _mapping(transport: asyncio.DatagramTransport, prober: _Prober, identi
         while (remaining := deadline - loop.time()) > 0:
             try:
                 data, source = await asyncio.wait_for(prober.replies.get(), remaining)
-            except asyncio.TimeoutError:
+            except TimeoutError:
                 break
             if source != relay or not data:
                 continue
@@ -133,5 +133,5 @@ def verdict(local: Address, local_addresses: list[str], observations: list[tuple
 async def nat_report(relays: list[Address], timeout_s: float = 1.0) -> NatReport:
     local, mappings = await probe_mappings(relays, timeout_s)
     addresses = local_ipv4_addresses() or [local[0]]
-    return verdict(local, addresses, list(zip(relays, mappings)))
+    return verdict(local, addresses, list(zip(relays, mappings, strict=True)))
 

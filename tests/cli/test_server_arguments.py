@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import errno
 import json
 import os
 import socket
@@ -82,8 +83,9 @@ def test_ipv6_listen_addresses_work(command: str) -> None:
                 peer.sendto(wire.hello(Identity.generate().node_id.raw), ("::1", int(port_text)))
                 assert peer.recv(65536)[0] == wire.CHALLENGE
             else:  # the port is held on ::1 (ping itself dials from IPv4 today)
-                with pytest.raises(OSError):
+                with pytest.raises(OSError) as refused:  # noqa: PT011 - its errno is checked below
                     peer.bind(("::1", int(port_text)))
+                assert refused.value.errno == errno.EADDRINUSE
     finally:
         process.terminate()
         process.communicate(timeout=TIMEOUT_S)

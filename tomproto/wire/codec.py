@@ -299,7 +299,7 @@ def _compile_struct(cls: type) -> tuple[Encoder, Decoder]:
         if not isinstance(value, cls):
             raise LocalError(f"expected a {label}, got {type(value).__name__}")
         try:
-            return [encode(getattr(value, name)) for name, encode in zip(names, encoders)]
+            return [encode(getattr(value, name)) for name, encode in zip(names, encoders, strict=True)]
         except LocalError as error:
             raise LocalError(f"{label}: {error}") from None
 
@@ -309,7 +309,7 @@ def _compile_struct(cls: type) -> tuple[Encoder, Decoder]:
         if len(obj) != count:
             _fail(f"{label}: expected {count} fields, got {len(obj)}")
         values = []
-        for name, decode, item in zip(names, decoders, obj):
+        for name, decode, item in zip(names, decoders, obj, strict=True):
             try:
                 values.append(decode(item))
             except DecodeError as error:

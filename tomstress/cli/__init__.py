@@ -9,12 +9,12 @@ from __future__ import annotations
 
 import typer
 
+from tomproto.buildinfo import version_line
 from tomproto.errors import LocalError
 from tomproto.relay.cli import EXIT_CODES_HELP as RELAY_EXIT_CODES_HELP
 from tomproto.relay.cli import relay as relay_command
 from tomstress.cli import identity, lab, natreport, ping, responder
 from tomstress.cli.common import fail
-from tomproto.buildinfo import version_line
 
 __all__ = ["app", "main"]
 

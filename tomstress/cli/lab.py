@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import signal
@@ -142,10 +143,8 @@ def lab_down(name: str = typer.Option("lab", "--name", help="The lab to remove."
         fail(f"no lab named {name!r} is up")
     recorded = json.loads(state.read_text())
     for pid in recorded.get("pids", []):
-        try:
+        with contextlib.suppress(ProcessLookupError):
             os.kill(pid, signal.SIGTERM)
-        except ProcessLookupError:
-            pass
     teardown(Topology(recorded["prefix"], recorded["topology"], TOPOLOGIES[recorded["topology"]], recorded["namespaces"]))
     state.unlink()
     print(json.dumps({"event": "lab_down", "name": name}))

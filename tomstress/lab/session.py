@@ -151,7 +151,7 @@ def start(topology_name: str, impairments: Impairments, prefix: str | None = Non
     try:
         _apply(session)
         relay = subprocess.Popen(
-            [*topology.exec_prefix("pub"), *own_command(), "relay", *sum((["--listen", r] for r in RELAYS), []),
+            [*topology.exec_prefix("pub"), *own_command(), "relay", *[arg for r in RELAYS for arg in ("--listen", r)],
              "--stats-interval", "1h"],
             stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True,
         )  # fmt: skip

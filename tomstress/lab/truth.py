@@ -20,8 +20,8 @@ from pathlib import Path
 from typing import Any
 
 from tomproto.durations import parse_duration
-from tomstress.lab.netns import RELAY_IP
 from tomstress.archive import read_archive
+from tomstress.lab.netns import RELAY_IP
 from tomstress.lab.session import Impairments, LabSession, dropped_packets, schedule_outages, start, stop
 from tomstress.stats import wilson_interval
 

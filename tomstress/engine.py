@@ -121,7 +121,9 @@ class ProbeTracker:
         self.counts.send_error += 1
         return record
 
-    def reply(self, run_id: str, seq: int, replied_s: float, path: str | None) -> tuple[ReplyVerdict, ProbeRecord | None]:
+    def reply(
+        self, run_id: str, seq: int, replied_s: float, path: str | None
+    ) -> tuple[ReplyVerdict, ProbeRecord | None]:
         if run_id != self.run_id:
             self.counts.unknown += 1
             return ReplyVerdict.unknown, None

@@ -69,7 +69,8 @@ async def probe_mappings(relays: list[Address], timeout_s: float = 1.0) -> tuple
     """The local socket address and, per relay address, the mapping the relay observed."""
     loop = asyncio.get_running_loop()
     # One socket for every relay address: they must share an IP family (the command checks).
-    transport, prober = await loop.create_datagram_endpoint(_Prober, local_addr=(wildcard_for(relays[0] if relays else None), 0))
+    wildcard = wildcard_for(relays[0] if relays else None)
+    transport, prober = await loop.create_datagram_endpoint(_Prober, local_addr=(wildcard, 0))
     try:
         identity = Identity.generate()
         mappings = [await _mapping(transport, prober, identity, relay, timeout_s) for relay in relays]
@@ -105,7 +106,9 @@ class NatReport:
         }
 
 
-def verdict(local: Address, local_addresses: list[str], observations: list[tuple[Address, Address | None]]) -> NatReport:
+def verdict(
+    local: Address, local_addresses: list[str], observations: list[tuple[Address, Address | None]]
+) -> NatReport:
     answered = [(relay, mapped) for relay, mapped in observations if mapped is not None]
     port_preserved = None
     varies_by_address = varies_by_port = None
@@ -119,7 +122,8 @@ def verdict(local: Address, local_addresses: list[str], observations: list[tuple
             varies_by_address = any(m != first for m in other_ip)
         if other_port:
             varies_by_port = any(m != first for m in other_port)
-        if first[0] in local_addresses and port_preserved and varies_by_address is not True and varies_by_port is not True:
+        unvarying = varies_by_address is not True and varies_by_port is not True
+        if first[0] in local_addresses and port_preserved and unvarying:
             result = NO_NAT
         elif varies_by_port:
             result = ADDRESS_AND_PORT_DEPENDENT

@@ -320,7 +320,9 @@ def test_a_full_disk_ends_the_archive_on_its_last_complete_line_and_is_reported_
     assert path.read_bytes().endswith(b"\n")  # the cut line is gone, not left half-written
 
 
-def test_an_error_on_the_final_fsync_is_kept_as_the_archive_failure(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+def test_an_error_on_the_final_fsync_is_kept_as_the_archive_failure(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     archive = create(tmp_path, FakeClocks())
     archive.write("error", message="kept")
 

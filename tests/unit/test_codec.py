@@ -104,7 +104,9 @@ def test_random_bytes_only_ever_raise_decode_error(data: bytes) -> None:
 
 
 mutations = st.lists(
-    st.tuples(st.sampled_from(["flip", "set", "insert", "delete", "truncate"]), st.integers(0, 10**6), st.integers(0, 255)),
+    st.tuples(
+        st.sampled_from(["flip", "set", "insert", "delete", "truncate"]), st.integers(0, 10**6), st.integers(0, 255)
+    ),
     min_size=1,
     max_size=4,
 )

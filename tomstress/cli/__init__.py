@@ -31,7 +31,9 @@ ping.register(app)
 natreport.register(app)
 lab.register(app)
 app.command(
-    "relay", help="Run tom-relay, the relay and rendezvous server (same as the tom-relay command).", epilog=RELAY_EXIT_CODES_HELP
+    "relay",
+    help="Run tom-relay, the relay and rendezvous server (same as the tom-relay command).",
+    epilog=RELAY_EXIT_CODES_HELP,
 )(relay_command)
 
 

@@ -84,7 +84,9 @@ def dropped_packets(session: LabSession) -> dict[str, int]:
         return dropped
     for role, _ in session.links():
         for table, *_ in _LOSS_HOOKS:
-            listing = run(*session.topology.exec_prefix(role), "iptables", "-t", table, "-L", LOSS_CHAIN, "-v", "-x", "-n")
+            listing = run(
+                *session.topology.exec_prefix(role), "iptables", "-t", table, "-L", LOSS_CHAIN, "-v", "-x", "-n"
+            )
             packets = [int(line.split()[0]) for line in listing.splitlines()[2:] if line.strip()]
             dropped["direct_large"] += packets[0]
             dropped["all"] += sum(packets)

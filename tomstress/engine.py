@@ -167,7 +167,7 @@ class ProbeTracker:
 
     def overdue(self, now_s: float) -> int:
         """Pending probes already past their timeout (what a live view shows as missing)."""
-        return sum(1 for record in self._pending.values() if now_s - record.sent_s > self.timeout_s)  # type: ignore[operator]
+        return sum(1 for record in self._pending.values() if now_s - record.sent_s > self.timeout_s)  # type: ignore[operator, misc]
 
     @property
     def pending(self) -> int:

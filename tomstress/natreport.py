@@ -39,7 +39,7 @@ class _Prober(asyncio.DatagramProtocol):
     def __init__(self) -> None:
         self.replies: asyncio.Queue[tuple[bytes, Address]] = asyncio.Queue()
 
-    def datagram_received(self, data: bytes, address: Address) -> None:  # type: ignore[override]
+    def datagram_received(self, data: bytes, address: Address) -> None:
         self.replies.put_nowait((data, (address[0], address[1])))
 
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import itertools
+from collections.abc import Callable
 
 import pytest
 
@@ -13,7 +14,7 @@ SECRET = b"k" * 32
 NOW = 5_000.0
 
 
-def counting_random() -> object:
+def counting_random() -> Callable[[int], bytes]:
     counter = itertools.count()
     return lambda n: next(counter).to_bytes(n, "big")
 
@@ -22,7 +23,7 @@ def policy(**settings: object) -> AdmissionPolicy:
     return AdmissionPolicy(AdmissionSettings(**settings), SECRET, counting_random(), NOW)  # type: ignore[arg-type]
 
 
-def dcids() -> object:
+def dcids() -> Callable[[], bytes]:
     counter = itertools.count(1 << 40)
     return lambda: next(counter).to_bytes(8, "big")
 

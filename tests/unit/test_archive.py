@@ -292,7 +292,7 @@ class DiskThatFills(io.RawIOBase):
             raise OSError(errno.ENOSPC, "No space left on device")
         taken = bytes(data[: self._room])
         self._room -= len(taken)
-        return self._file.write(taken)  # type: ignore[return-value]
+        return self._file.write(taken)
 
     def fileno(self) -> int:
         return self._file.fileno()
@@ -305,7 +305,8 @@ class DiskThatFills(io.RawIOBase):
 def test_a_full_disk_ends_the_archive_on_its_last_complete_line_and_is_reported_once(tmp_path: Path) -> None:
     path = tmp_path / "full.jsonl"
     clocks = FakeClocks()
-    archive = Archive(path, DiskThatFills(path, capacity=300), STARTED, 5000.0, clocks.monotonic, clocks.wall)
+    disk = DiskThatFills(path, capacity=300)
+    archive = Archive(path, disk, STARTED, 5000.0, clocks.monotonic, clocks.wall)  # type: ignore[arg-type]
     failures: list[OSError] = []
     archive.on_failure = failures.append
     written = 0

@@ -255,7 +255,8 @@ def _compile_enum(enum_type: type[enum.Enum]) -> tuple[Encoder, Decoder]:
     def encode_enum(value: Any) -> str:
         if not isinstance(value, enum_type):
             raise LocalError(f"expected a {enum_type.__name__}, got {value!r}")
-        return value.value
+        name: str = value.value
+        return name
 
     def decode_enum(obj: Any) -> enum.Enum:
         if type(obj) is not str:
@@ -356,7 +357,8 @@ def from_wire(obj: Any, wire_type: Any) -> Any:
 
 def pack(obj: Any) -> bytes:
     """msgpack with the protocol's settings (str8 for strings, minimal integers)."""
-    return msgpack.packb(obj, use_bin_type=True)
+    packed: bytes = msgpack.packb(obj, use_bin_type=True)
+    return packed
 
 
 def unpack_untrusted(data: bytes | bytearray | memoryview) -> Any:

@@ -172,8 +172,8 @@ async def _run(
     finally:
         await node.close()
     if archive.failure is not None:  # also when the final fsync failed
-        error = archive.failure
-        summary["archive_error"] = f"{error.strerror or error} (errno {error.errno})"
+        failure = archive.failure
+        summary["archive_error"] = f"{failure.strerror or failure} (errno {failure.errno})"
         summary["exit_code"] = _exit_code(summary, stopped_by[0] if stopped_by else None, config, True)
         stderr.print(
             f"error: cannot write the archive {archive.path}: {summary['archive_error']}; probing stopped, it holds "
@@ -196,7 +196,7 @@ async def _run(
     else:
         # A pipe gets 120 columns rather than rich's default 80: the table must not be cut.
         print_summary(summary, Console(file=stdout, soft_wrap=True, width=None if sys.stdout.isatty() else 120))  # type: ignore[arg-type]
-    return summary["exit_code"]
+    return int(summary["exit_code"])
 
 
 def ping(

@@ -98,7 +98,8 @@ def _read_json_line(process: subprocess.Popen[str]) -> dict[str, Any]:
     ready, _, _ = select.select([process.stdout], [], [], READY_TIMEOUT_S)
     if not ready:
         raise LabError("a lab process did not start in time")
-    return json.loads(process.stdout.readline())
+    line: dict[str, Any] = json.loads(process.stdout.readline())
+    return line
 
 
 def _apply(session: LabSession) -> None:

@@ -61,7 +61,7 @@ def ping_in_lab(session: LabSession, *arguments: str, timeout_s: float = 300) ->
         )  # fmt: skip
         if not result.stdout.strip():
             raise RuntimeError(f"ping in the lab printed no summary: {result.stderr[-500:]}")
-        summary = json.loads(result.stdout)
+        summary: dict[str, Any] = json.loads(result.stdout)
         events = read_archive(Path(summary["archive"]))
     summary["events"] = events
     return summary

@@ -17,7 +17,9 @@ import shutil
 from collections.abc import Callable
 from dataclasses import dataclass
 
-__all__ = ["Need", "ROOT", "LAB", "NETFILTERQUEUE", "REQUIRE_ALL_VARIABLE", "command", "explain", "missing", "require_all"]
+__all__ = [
+    "Need", "ROOT", "LAB", "NETFILTERQUEUE", "REQUIRE_ALL_VARIABLE", "command", "explain", "missing", "require_all"
+]
 
 REQUIRE_ALL_VARIABLE = "TOM_TESTS_REQUIRE_ALL"
 

@@ -22,7 +22,7 @@ def for_wire_type(wire_type: Any) -> st.SearchStrategy[Any]:
         return st.one_of([for_wire_type(member) for member in wire_type.members])
     origin = typing.get_origin(wire_type)
     if origin is Annotated:
-        base, extra = typing.get_args(wire_type)
+        _base, extra = typing.get_args(wire_type)
         if isinstance(extra, UInt):
             return st.integers(0, (1 << extra.bits) - 1)
         if isinstance(extra, FixedBytesLength):
@@ -41,7 +41,7 @@ def for_wire_type(wire_type: Any) -> st.SearchStrategy[Any]:
         return st.lists(for_wire_type(element), max_size=3).map(tuple)
     if isinstance(wire_type, type) and issubclass(wire_type, enum.Enum):
         return st.sampled_from(list(wire_type))
-    if dataclasses.is_dataclass(wire_type):
+    if isinstance(wire_type, type) and dataclasses.is_dataclass(wire_type):
         return st.builds(wire_type, *[for_wire_type(field_type) for _, field_type in wire_fields(wire_type)])
     raise TypeError(f"no strategy for {wire_type!r}")
 

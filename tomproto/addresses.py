@@ -32,7 +32,9 @@ def _checked_host(host: str, text: str, bracketed: bool) -> str:
         try:
             return str(ipaddress.IPv4Address(host))
         except ValueError:
-            raise ValueError(f"invalid address {text!r}: {host!r} is not an IPv4 address (four numbers 0 to 255)") from None
+            raise ValueError(
+                f"invalid address {text!r}: {host!r} is not an IPv4 address (four numbers 0 to 255)"
+            ) from None
     if not _HOST_NAME.fullmatch(host):
         raise ValueError(f"invalid address {text!r}: {host!r} is neither an IP address nor a host name")
     return host

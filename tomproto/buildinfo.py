@@ -7,6 +7,7 @@ checkout's commit when git can tell it, or "unknown".
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import json
 import platform
@@ -34,10 +35,8 @@ def build_info() -> dict[str, Any]:
     }
     bundle = getattr(sys, "_MEIPASS", None)
     if bundle is not None:
-        try:
+        with contextlib.suppress(OSError, ValueError):
             info.update(json.loads((Path(bundle) / BUILD_INFO_FILE).read_text()))
-        except (OSError, ValueError):
-            pass
     else:
         info["commit"] = _checkout_commit() or "unknown"
     return info

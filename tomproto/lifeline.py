@@ -125,7 +125,13 @@ def watch_outermost(loop: asyncio.AbstractEventLoop, on_gone: Callable[[], None]
     stop, must be seen first.
     """
     pid = outermost_pid()
-    return None if pid is None else watch_process(loop, pid, lambda: loop.call_later(OUTERMOST_GRACE_S, on_gone))
+    if pid is None:
+        return None
+
+    def on_exit() -> None:
+        loop.call_later(OUTERMOST_GRACE_S, on_gone)
+
+    return watch_process(loop, pid, on_exit)
 
 
 def watch_eof(loop: asyncio.AbstractEventLoop, fd: int, on_eof: Callable[[], None]) -> Cancel:

@@ -162,8 +162,8 @@ def wire_size_spread(sealed: SealedEnvelope) -> WireSizeSpread:
     def size_with_every_random_byte(value: int) -> int:
         payload = envelope.payload
         if encrypted is not None:
-            payload = encode(EncryptedPayload(*(bytes([value]) * len(field) for field in
-                                                (encrypted.ciphertext, encrypted.nonce, encrypted.ephemeral_pk))))  # fmt: skip
+            fields = (encrypted.ciphertext, encrypted.nonce, encrypted.ephemeral_pk)
+            payload = encode(EncryptedPayload(*(bytes([value]) * len(field) for field in fields)))
         filled = dataclasses.replace(envelope, payload=payload, signature=bytes([value]) * len(envelope.signature))
         return len(encode_envelope(filled))
 

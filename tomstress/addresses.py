@@ -39,4 +39,7 @@ def peer_address(option: str, text: str) -> tuple[str, int]:
     try:
         return resolve_host_port(address)
     except OSError as error:
-        fail(f"{option} {format_host_port(address)}: cannot resolve {address[0]!r}: {error.strerror or error}", EXIT_UNREACHABLE)
+        fail(
+            f"{option} {format_host_port(address)}: cannot resolve {address[0]!r}: {error.strerror or error}",
+            EXIT_UNREACHABLE,
+        )

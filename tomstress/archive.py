@@ -20,6 +20,7 @@ Rules this module enforces:
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import enum
 import errno
@@ -30,7 +31,7 @@ import os
 import platform
 import time
 from collections.abc import Callable, Iterator
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from importlib import resources
 from pathlib import Path, PurePath
 from types import TracebackType
@@ -64,14 +65,14 @@ WallClock = Callable[[], datetime]
 
 
 def _utc_now() -> datetime:
-    return datetime.now(timezone.utc)
+    return datetime.now(UTC)
 
 
 def _as_utc(moment: datetime, what: str) -> datetime:
     # A naive datetime is usually local time: taking it for UTC would shift every name and `ts`.
     if moment.tzinfo is None or moment.utcoffset() is None:
         raise ValueError(f"{what} must be timezone-aware (UTC), got the naive datetime {moment.isoformat()}")
-    return moment.astimezone(timezone.utc)
+    return moment.astimezone(UTC)
 
 
 def _check_name_part(value: str, what: str) -> None:
@@ -264,15 +265,11 @@ class Archive:
         file, self._file = self._file, None
         self.failure = error
         if file is not None:
-            try:
-                # A cut line would read as a crash; and on a full disk this frees its bytes.
+            # A cut line would read as a crash; and on a full disk this frees its bytes.
+            with contextlib.suppress(OSError, ValueError):
                 os.ftruncate(file.fileno(), self._complete_bytes)
-            except (OSError, ValueError):
-                pass
-            try:
+            with contextlib.suppress(OSError):
                 file.close()
-            except OSError:
-                pass
         if self.on_failure is not None:
             self.on_failure(error)
 

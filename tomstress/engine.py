@@ -121,7 +121,9 @@ class ProbeTracker:
         self.counts.send_error += 1
         return record
 
-    def reply(self, run_id: str, seq: int, replied_s: float, path: str | None) -> tuple[ReplyVerdict, ProbeRecord | None]:
+    def reply(
+        self, run_id: str, seq: int, replied_s: float, path: str | None
+    ) -> tuple[ReplyVerdict, ProbeRecord | None]:
         if run_id != self.run_id:
             self.counts.unknown += 1
             return ReplyVerdict.unknown, None
@@ -165,7 +167,7 @@ class ProbeTracker:
 
     def overdue(self, now_s: float) -> int:
         """Pending probes already past their timeout (what a live view shows as missing)."""
-        return sum(1 for record in self._pending.values() if now_s - record.sent_s > self.timeout_s)  # type: ignore[operator]
+        return sum(1 for record in self._pending.values() if now_s - record.sent_s > self.timeout_s)  # type: ignore[operator, misc]
 
     @property
     def pending(self) -> int:

@@ -17,7 +17,7 @@ import json
 import os
 import sys
 from collections.abc import AsyncIterator
-from contextlib import asynccontextmanager
+from contextlib import asynccontextmanager, suppress
 
 from tomproto.identity import NodeId
 from tomproto.transport import TransportError
@@ -51,7 +51,7 @@ async def local_responder(
             line = await asyncio.wait_for(process.stdout.readline(), READY_TIMEOUT_S)
             ready = json.loads(line)
             node_id, port = NodeId.parse(ready["node_id"]), int(ready["port"])
-        except (asyncio.TimeoutError, ValueError, KeyError, TypeError) as error:
+        except (TimeoutError, ValueError, KeyError, TypeError) as error:
             raise TransportError(f"the local responder did not start ({type(error).__name__})") from None
         yield node_id, ("127.0.0.1", port), process
     finally:
@@ -63,7 +63,5 @@ async def local_responder(
                 break
             if stop is not None:
                 stop()
-            try:
+            with suppress(TimeoutError):
                 await asyncio.wait_for(process.wait(), STOP_TIMEOUT_S)
-            except asyncio.TimeoutError:
-                pass

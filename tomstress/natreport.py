@@ -39,7 +39,7 @@ class _Prober(asyncio.DatagramProtocol):
     def __init__(self) -> None:
         self.replies: asyncio.Queue[tuple[bytes, Address]] = asyncio.Queue()
 
-    def datagram_received(self, data: bytes, address: Address) -> None:  # type: ignore[override]
+    def datagram_received(self, data: bytes, address: Address) -> None:
         self.replies.put_nowait((data, (address[0], address[1])))
 
 
@@ -53,7 +53,7 @@ async def _mapping(transport: asyncio.DatagramTransport, prober: _Prober, identi
         while (remaining := deadline - loop.time()) > 0:
             try:
                 data, source = await asyncio.wait_for(prober.replies.get(), remaining)
-            except asyncio.TimeoutError:
+            except TimeoutError:
                 break
             if source != relay or not data:
                 continue
@@ -69,7 +69,8 @@ async def probe_mappings(relays: list[Address], timeout_s: float = 1.0) -> tuple
     """The local socket address and, per relay address, the mapping the relay observed."""
     loop = asyncio.get_running_loop()
     # One socket for every relay address: they must share an IP family (the command checks).
-    transport, prober = await loop.create_datagram_endpoint(_Prober, local_addr=(wildcard_for(relays[0] if relays else None), 0))
+    wildcard = wildcard_for(relays[0] if relays else None)
+    transport, prober = await loop.create_datagram_endpoint(_Prober, local_addr=(wildcard, 0))
     try:
         identity = Identity.generate()
         mappings = [await _mapping(transport, prober, identity, relay, timeout_s) for relay in relays]
@@ -105,7 +106,9 @@ class NatReport:
         }
 
 
-def verdict(local: Address, local_addresses: list[str], observations: list[tuple[Address, Address | None]]) -> NatReport:
+def verdict(
+    local: Address, local_addresses: list[str], observations: list[tuple[Address, Address | None]]
+) -> NatReport:
     answered = [(relay, mapped) for relay, mapped in observations if mapped is not None]
     port_preserved = None
     varies_by_address = varies_by_port = None
@@ -119,7 +122,8 @@ def verdict(local: Address, local_addresses: list[str], observations: list[tuple
             varies_by_address = any(m != first for m in other_ip)
         if other_port:
             varies_by_port = any(m != first for m in other_port)
-        if first[0] in local_addresses and port_preserved and varies_by_address is not True and varies_by_port is not True:
+        unvarying = varies_by_address is not True and varies_by_port is not True
+        if first[0] in local_addresses and port_preserved and unvarying:
             result = NO_NAT
         elif varies_by_port:
             result = ADDRESS_AND_PORT_DEPENDENT
@@ -133,5 +137,5 @@ def verdict(local: Address, local_addresses: list[str], observations: list[tuple
 async def nat_report(relays: list[Address], timeout_s: float = 1.0) -> NatReport:
     local, mappings = await probe_mappings(relays, timeout_s)
     addresses = local_ipv4_addresses() or [local[0]]
-    return verdict(local, addresses, list(zip(relays, mappings)))
+    return verdict(local, addresses, list(zip(relays, mappings, strict=True)))
 

@@ -67,7 +67,7 @@ class ProbeReply:
 
 
 def _padded(tag: bytes, fields: list[object], size: int) -> bytes:
-    body = tag + msgpack.packb([*fields, b""], use_bin_type=True)
+    body: bytes = tag + msgpack.packb([*fields, b""], use_bin_type=True)
     missing = size - len(body)
     if missing <= 0:
         return body
@@ -75,7 +75,8 @@ def _padded(tag: bytes, fields: list[object], size: int) -> bytes:
     padding = b"\x00" * missing
     body = tag + msgpack.packb([*fields, padding], use_bin_type=True)
     overshoot = len(body) - size
-    return tag + msgpack.packb([*fields, padding[: max(0, missing - overshoot)]], use_bin_type=True)
+    padded: bytes = tag + msgpack.packb([*fields, padding[: max(0, missing - overshoot)]], use_bin_type=True)
+    return padded
 
 
 def minimum_probe_size(run_id: str, phase: str) -> int:
@@ -135,4 +136,4 @@ def parse_reply(data: bytes) -> ProbeReply | None:
     if fields is None:
         return None
     follow_up = FollowUp(*fields[7:9]) if len(fields) >= 10 else None  # type: ignore[arg-type]
-    return ProbeReply(*fields[:7], follow_up=follow_up)  # type: ignore[arg-type]
+    return ProbeReply(*fields[:7], follow_up=follow_up)  # type: ignore[arg-type, misc]

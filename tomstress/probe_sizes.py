@@ -90,7 +90,9 @@ def probe_size_limits(run_id_length: int, phase: str) -> ProbeSizeLimits:
     smallest = minimum_probe_size(run_id, phase)
     return ProbeSizeLimits(
         minimum=smallest,
-        stream_maximum=_largest_fitting(_likely_wire_bytes(run_id, phase, STREAM_MARGIN_SD), MAX_ENVELOPE_BYTES, smallest),
+        stream_maximum=_largest_fitting(
+            _likely_wire_bytes(run_id, phase, STREAM_MARGIN_SD), MAX_ENVELOPE_BYTES, smallest
+        ),
         datagram_maximum=_largest_fitting(
             _likely_wire_bytes(run_id, phase, DATAGRAM_MARGIN_SD), MAX_DATAGRAM_ENVELOPE_BYTES, smallest
         ),
@@ -103,7 +105,10 @@ def size_problem(size: int, transport: str, run_id_length: int, phase: str) -> s
         return f"--size {size} is negative"
     limits = probe_size_limits(run_id_length, phase)
     if size < limits.minimum:
-        return f"--size {size} is too small: a probe carries at least {limits.minimum} bytes; use --size {limits.minimum} or more"
+        return (
+            f"--size {size} is too small: a probe carries at least {limits.minimum} bytes;"
+            f" use --size {limits.minimum} or more"
+        )
     largest = limits.maximum(transport)
     if size <= largest:
         return None

@@ -23,6 +23,7 @@ Definitions (the names used in the output, see `DEFINITIONS`):
 
 from __future__ import annotations
 
+import itertools
 import math
 import statistics
 from collections.abc import Sequence
@@ -129,7 +130,7 @@ def summarize(samples: Sequence[float]) -> SampleSummary:
     stddev = jitter = ipdv_p50 = ipdv_p99 = None
     if n >= 2:
         stddev = statistics.stdev(values)
-        deltas = [abs(b - a) for a, b in zip(values, values[1:])]
+        deltas = [abs(b - a) for a, b in itertools.pairwise(values)]
         jitter = 0.0
         for delta in deltas:
             jitter += (delta - jitter) / 16

@@ -95,9 +95,9 @@ def test_help_states_the_real_size_range_short_options_and_the_exit_codes() -> N
 
 
 def test_the_largest_sizes_seal_within_their_caps_and_one_more_byte_does_not() -> None:
-    from tomstress.probe_sizes import DATAGRAM_MARGIN_SD, STREAM_MARGIN_SD, _likely_wire_bytes
     from tomproto.node import MAX_DATAGRAM_ENVELOPE_BYTES
     from tomproto.wire.envelope import MAX_ENVELOPE_BYTES
+    from tomstress.probe_sizes import DATAGRAM_MARGIN_SD, STREAM_MARGIN_SD, _likely_wire_bytes
 
     limits = probe_size_limits(16, "ping")
     stream = _likely_wire_bytes("0" * 16, "ping", STREAM_MARGIN_SD)

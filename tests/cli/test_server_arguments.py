@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import errno
 import json
 import os
 import socket
@@ -18,7 +19,9 @@ TIMEOUT_S = 60
 
 
 def tom_stress(*arguments: str) -> subprocess.CompletedProcess[str]:
-    return subprocess.run([sys.executable, "-m", "tomstress", *arguments], capture_output=True, text=True, timeout=TIMEOUT_S)
+    return subprocess.run(
+        [sys.executable, "-m", "tomstress", *arguments], capture_output=True, text=True, timeout=TIMEOUT_S
+    )
 
 
 @pytest.fixture
@@ -32,7 +35,12 @@ def busy_port() -> Iterator[int]:
 
 @pytest.mark.parametrize(
     ("value", "message"),
-    [("5", "give a unit, e.g. 100ms, 2s, 5m or 1h"), ("0s", "too short: at least 100ms"), ("50ms", "too short: at least 100ms"), ("soon", "invalid duration")],
+    [
+        ("5", "give a unit, e.g. 100ms, 2s, 5m or 1h"),
+        ("0s", "too short: at least 100ms"),
+        ("50ms", "too short: at least 100ms"),
+        ("soon", "invalid duration"),
+    ],
 )
 def test_relay_stats_interval_needs_a_positive_duration_with_a_unit(value: str, message: str) -> None:
     result = tom_stress("relay", "--listen", "127.0.0.1:0", "--stats-interval", value)
@@ -68,7 +76,8 @@ def _ipv6_loopback() -> bool:
 @pytest.mark.parametrize("command", ["relay", "responder"])
 def test_ipv6_listen_addresses_work(command: str) -> None:
     process = subprocess.Popen(
-        [sys.executable, "-m", "tomstress", command, "--listen", "[::1]:0"], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True
+        [sys.executable, "-m", "tomstress", command, "--listen", "[::1]:0"],
+        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
     )
     try:
         assert process.stdout is not None
@@ -82,8 +91,9 @@ def test_ipv6_listen_addresses_work(command: str) -> None:
                 peer.sendto(wire.hello(Identity.generate().node_id.raw), ("::1", int(port_text)))
                 assert peer.recv(65536)[0] == wire.CHALLENGE
             else:  # the port is held on ::1 (ping itself dials from IPv4 today)
-                with pytest.raises(OSError):
+                with pytest.raises(OSError) as refused:  # noqa: PT011 - its errno is checked below
                     peer.bind(("::1", int(port_text)))
+                assert refused.value.errno == errno.EADDRINUSE
     finally:
         process.terminate()
         process.communicate(timeout=TIMEOUT_S)
@@ -103,7 +113,10 @@ def test_bad_responder_relay_arguments_exit_2(arguments: list[str], message: str
     assert message in result.stderr and "Traceback" not in result.stderr
 
 
-@pytest.mark.parametrize(("command", "codes"), [(["relay"], "0 stopped"), (["responder"], "3 the relay given with --relay never answered")])
+@pytest.mark.parametrize(
+    ("command", "codes"),
+    [(["relay"], "0 stopped"), (["responder"], "3 the relay given with --relay never answered")],
+)
 def test_server_help_lists_the_exit_codes(command: list[str], codes: str) -> None:
     result = subprocess.run([sys.executable, "-m", "tomstress", *command, "--help"], capture_output=True, text=True,
                             timeout=TIMEOUT_S, env={**os.environ, "COLUMNS": "250"})  # fmt: skip

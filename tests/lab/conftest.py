@@ -24,7 +24,7 @@ class Lab:
     session: LabSession
 
     @property
-    def topology(self):  # type: ignore[no-untyped-def]
+    def topology(self):
         return self.session.topology
 
     def relay_stats(self) -> dict[str, Any]:

@@ -41,7 +41,9 @@ def test_each_topology_pings_through_the_lab_and_nat_report_names_its_nat(
     report = lab_run(topology, "nat-report", "--json")
     assert report.returncode == 0, report.stderr
     assert json.loads(report.stdout)["verdict"] == verdict
-    ping = lab_run(topology, "ping", "--count", "10", "--interval", "100ms", "--json", "--no-live", "--output-dir", str(tmp_path))
+    ping = lab_run(
+        topology, "ping", "--count", "10", "--interval", "100ms", "--json", "--no-live", "--output-dir", str(tmp_path)
+    )
     assert ping.returncode == 0, ping.stderr
     summary = json.loads(ping.stdout)
     assert summary["probes"]["ok"] == 10

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import itertools
+from collections.abc import Callable
 
 import pytest
 
@@ -13,7 +14,7 @@ SECRET = b"k" * 32
 NOW = 5_000.0
 
 
-def counting_random() -> object:
+def counting_random() -> Callable[[int], bytes]:
     counter = itertools.count()
     return lambda n: next(counter).to_bytes(n, "big")
 
@@ -22,7 +23,7 @@ def policy(**settings: object) -> AdmissionPolicy:
     return AdmissionPolicy(AdmissionSettings(**settings), SECRET, counting_random(), NOW)  # type: ignore[arg-type]
 
 
-def dcids() -> object:
+def dcids() -> Callable[[], bytes]:
     counter = itertools.count(1 << 40)
     return lambda: next(counter).to_bytes(8, "big")
 
@@ -225,7 +226,7 @@ def test_a_full_half_open_table_drops_even_validated_initials() -> None:
     admission, new_dcid = policy(max_half_open=2, address_validation="always"), dcids()
     addresses = [from_host("192.0.2.1", port) for port in (1, 2, 3)]
     retries = [admission.initial(NOW, new_dcid(), b"", address) for address in addresses]
-    verdicts = [follow_retry(admission, retry, address, NOW) for retry, address in zip(retries, addresses)]
+    verdicts = [follow_retry(admission, retry, address, NOW) for retry, address in zip(retries, addresses, strict=True)]
     assert [v.action for v in verdicts] == [Action.accept, Action.accept, Action.drop]
     assert verdicts[2].reason == "half_open_full" and admission.half_open == 2
     # Nor is a Retry sent while it is full: the token would only meet the same full table.

@@ -10,7 +10,7 @@ import hashlib
 import io
 import json
 import platform
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta, timezone
 from importlib import resources
 from pathlib import Path
 from typing import Any
@@ -27,7 +27,7 @@ from tomstress.archive import (
     validate_archive,
 )
 
-STARTED = datetime(2026, 11, 25, 17, 41, 17, 123_456, tzinfo=timezone.utc)
+STARTED = datetime(2026, 11, 25, 17, 41, 17, 123_456, tzinfo=UTC)
 LOCAL_NODE = hashlib.sha256(b"local node").hexdigest()
 PEER_NODE = hashlib.sha256(b"peer node").hexdigest()
 
@@ -143,7 +143,7 @@ def test_t_counts_monotonic_seconds_since_creation_to_the_microsecond(tmp_path: 
 
 
 def test_ts_is_utc_with_milliseconds_truncated_not_rounded(tmp_path: Path) -> None:
-    clocks = FakeClocks(wall=datetime(2026, 12, 31, 23, 59, 59, 999_999, tzinfo=timezone.utc))
+    clocks = FakeClocks(wall=datetime(2026, 12, 31, 23, 59, 59, 999_999, tzinfo=UTC))
     with create(tmp_path, clocks) as archive:
         last_moment = archive.write("error", message="x")
         clocks.wall_time = datetime(2027, 1, 1, 9, 0, 0, 5_000, tzinfo=timezone(timedelta(hours=9)))
@@ -252,9 +252,8 @@ def test_values_json_cannot_hold_are_refused_and_nothing_is_written(
 
 @pytest.mark.parametrize("reserved", ["t", "ts"])
 def test_t_and_ts_cannot_be_forged_by_the_caller(tmp_path: Path, reserved: str) -> None:
-    with create(tmp_path, FakeClocks()) as archive:
-        with pytest.raises(ValueError, match="set by the archive"):
-            archive.write("error", message="x", **{reserved: 0})
+    with create(tmp_path, FakeClocks()) as archive, pytest.raises(ValueError, match="set by the archive"):
+        archive.write("error", message="x", **{reserved: 0})
 
 
 def test_writing_after_close_is_a_clear_error_and_close_is_idempotent(tmp_path: Path) -> None:
@@ -269,10 +268,10 @@ def test_writing_after_close_is_a_clear_error_and_close_is_idempotent(tmp_path: 
 
 
 def test_leaving_the_with_block_closes_the_archive_even_on_an_exception(tmp_path: Path) -> None:
-    with pytest.raises(KeyboardInterrupt):
-        with create(tmp_path, FakeClocks()) as archive:
-            archive.write("interrupted", signal="SIGINT")
-            raise KeyboardInterrupt
+    # The with block is the subject: an exception raised inside it must still close the archive.
+    with pytest.raises(KeyboardInterrupt), create(tmp_path, FakeClocks()) as archive:  # noqa: PT012
+        archive.write("interrupted", signal="SIGINT")
+        raise KeyboardInterrupt
     assert archive.closed
     assert read_archive(archive.path)[0]["signal"] == "SIGINT"
 
@@ -293,7 +292,7 @@ class DiskThatFills(io.RawIOBase):
             raise OSError(errno.ENOSPC, "No space left on device")
         taken = bytes(data[: self._room])
         self._room -= len(taken)
-        return self._file.write(taken)  # type: ignore[return-value]
+        return self._file.write(taken)
 
     def fileno(self) -> int:
         return self._file.fileno()
@@ -306,7 +305,8 @@ class DiskThatFills(io.RawIOBase):
 def test_a_full_disk_ends_the_archive_on_its_last_complete_line_and_is_reported_once(tmp_path: Path) -> None:
     path = tmp_path / "full.jsonl"
     clocks = FakeClocks()
-    archive = Archive(path, DiskThatFills(path, capacity=300), STARTED, 5000.0, clocks.monotonic, clocks.wall)
+    disk = DiskThatFills(path, capacity=300)
+    archive = Archive(path, disk, STARTED, 5000.0, clocks.monotonic, clocks.wall)  # type: ignore[arg-type]
     failures: list[OSError] = []
     archive.on_failure = failures.append
     written = 0
@@ -321,7 +321,9 @@ def test_a_full_disk_ends_the_archive_on_its_last_complete_line_and_is_reported_
     assert path.read_bytes().endswith(b"\n")  # the cut line is gone, not left half-written
 
 
-def test_an_error_on_the_final_fsync_is_kept_as_the_archive_failure(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+def test_an_error_on_the_final_fsync_is_kept_as_the_archive_failure(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     archive = create(tmp_path, FakeClocks())
     archive.write("error", message="kept")
 

@@ -31,7 +31,7 @@ def child() -> Iterator[tuple[Any, IO[bytes]]]:
 
 
 def read(process: Any, event: str, timeout_s: float = 0.0) -> dict[str, Any]:
-    return read_json_line(process, event, timeout_s)  # type: ignore[arg-type]
+    return read_json_line(process, event, timeout_s)
 
 
 def test_a_silent_child_is_a_timeout_naming_it_not_a_hang(child: tuple[Any, IO[bytes]]) -> None:

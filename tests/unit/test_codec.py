@@ -25,24 +25,24 @@ from tomproto.wire.group import GROUP_PAYLOAD, GROUP_VARIANTS, GroupHubPing, Gro
 from tomproto.wire.payloads import EncryptedPayload
 
 # Every payload wire type, plus the ones that travel nested inside other payloads' bytes.
-WIRE_TYPES: list[Any] = list(dict.fromkeys(PAYLOAD_TYPES.values())) + [EncryptedPayload, GroupMessageContent]
+WIRE_TYPES: list[Any] = [*dict.fromkeys(PAYLOAD_TYPES.values()), EncryptedPayload, GroupMessageContent]
 NODE_A = "a" * 64
 NODE_B = "b" * 64
 
 
 def sample_envelope(**changes: Any) -> Envelope:
-    fields = dict(
-        id="00000000-0000-4000-8000-000000000000",
-        sender=NODE_A,
-        recipient=NODE_B,
-        via=(),
-        msg_type=MessageType.Chat,
-        payload=b"hi\xff",
-        timestamp_ms=1708000000000,
-        signature=b"",
-        ttl=4,
-        encrypted=False,
-    )
+    fields: dict[str, Any] = {
+        "id": "00000000-0000-4000-8000-000000000000",
+        "sender": NODE_A,
+        "recipient": NODE_B,
+        "via": (),
+        "msg_type": MessageType.Chat,
+        "payload": b"hi\xff",
+        "timestamp_ms": 1708000000000,
+        "signature": b"",
+        "ttl": 4,
+        "encrypted": False,
+    }
     fields.update(changes)
     return Envelope(**fields)
 
@@ -104,7 +104,9 @@ def test_random_bytes_only_ever_raise_decode_error(data: bytes) -> None:
 
 
 mutations = st.lists(
-    st.tuples(st.sampled_from(["flip", "set", "insert", "delete", "truncate"]), st.integers(0, 10**6), st.integers(0, 255)),
+    st.tuples(
+        st.sampled_from(["flip", "set", "insert", "delete", "truncate"]), st.integers(0, 10**6), st.integers(0, 255)
+    ),
     min_size=1,
     max_size=4,
 )

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import random
 from dataclasses import replace
+from typing import Any
 
 import pytest
 from hypothesis import given, settings
@@ -27,7 +28,7 @@ from tomproto.wire.payloads import AckPayload, AckType, EncryptedPayload
 NOW_MS = 1_764_000_000_000
 
 
-def chat(plaintext: bytes = b"probe", **options: object) -> bytes:
+def chat(plaintext: bytes = b"probe", **options: Any) -> bytes:
     return seal_envelope(ALICE, BOB.node_id, MessageType.Chat, plaintext, now_ms=NOW_MS, **options).wire
 
 

@@ -140,9 +140,9 @@ def test_as_dict_is_json_ready_and_rounded() -> None:
 
 
 def test_summarize_refuses_non_finite_samples() -> None:
-    with pytest.raises(ValueError):
+    with pytest.raises(ValueError, match="samples must be finite"):
         summarize([1.0, math.nan])
-    with pytest.raises(ValueError):
+    with pytest.raises(ValueError, match="samples must be finite"):
         summarize([math.inf])
 
 
@@ -155,9 +155,9 @@ def test_nearest_rank_edges() -> None:
     assert nearest_rank([3.0], 0.5) == 3.0  # rank is at least 1
     assert nearest_rank([10.0, 20.0, 30.0, 40.0], 0.3) == 20.0  # rank ceil(1.2) = 2, rounding would give 1
     for bad_q in (0.0, -0.5, 1.5, math.nan):
-        with pytest.raises(ValueError):
+        with pytest.raises(ValueError, match="quantile must be in"):
             nearest_rank(one_to_hundred, bad_q)
-    with pytest.raises(ValueError):
+    with pytest.raises(ValueError, match="at least one value"):
         nearest_rank([], 0.5)
 
 
@@ -218,10 +218,10 @@ def test_wilson_bounds_are_exact_at_none_and_all() -> None:
 
 
 def test_wilson_refuses_bad_arguments() -> None:
-    for successes, trials in ((0, 0), (-1, 10), (11, 10)):
-        with pytest.raises(ValueError):
+    for successes, trials, refused in ((0, 0, "trials"), (-1, 10, "successes"), (11, 10, "successes")):
+        with pytest.raises(ValueError, match=f"{refused} must be"):
             wilson_interval(successes, trials)
-    with pytest.raises(ValueError):
+    with pytest.raises(ValueError, match="confidence must be in"):
         wilson_interval(1, 10, confidence=1.0)
 
 
@@ -238,7 +238,7 @@ def test_loss_summary() -> None:
     assert (nothing_sent.ratio, nothing_sent.percent, nothing_sent.interval_low, nothing_sent.interval_high) == (
         None, None, None, None,
     )  # fmt: skip
-    with pytest.raises(ValueError):
+    with pytest.raises(ValueError, match="lost <= sent"):
         summarize_loss(sent=10, lost=11)
 
 
@@ -277,7 +277,7 @@ def test_availability_edges() -> None:
     assert clean.mean_time_to_recover_s is None
     empty = availability([], slot_s=1.0)
     assert (empty.slots, empty.availability_percent, empty.downtime_s) == (0, None, 0.0)
-    with pytest.raises(ValueError):
+    with pytest.raises(ValueError, match="slot_s must be a positive"):
         availability([True], slot_s=0.0)
 
 

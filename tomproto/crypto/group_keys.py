@@ -104,4 +104,5 @@ def open_group_message(message: GroupMessage, sender_key: bytes | None) -> Group
         )
     except SodiumError:
         raise CryptoError("group message does not open with the sender key") from None
-    return decode(content, GroupMessageContent)
+    opened: GroupMessageContent = decode(content, GroupMessageContent)
+    return opened

@@ -75,7 +75,7 @@ PAYLOAD_TYPES: dict[MessageType, Any] = {
     MessageType.BackupQuery: BackupQueryPayload,
     MessageType.BackupQueryResponse: BackupMessageIdsPayload,
     MessageType.BackupConfirmDelivery: BackupMessageIdsPayload,
-    **{message_type: GROUP_PAYLOAD for message_type in _GROUP_TYPES},
+    **dict.fromkeys(_GROUP_TYPES, GROUP_PAYLOAD),
 }
 
 

@@ -255,7 +255,8 @@ def _compile_enum(enum_type: type[enum.Enum]) -> tuple[Encoder, Decoder]:
     def encode_enum(value: Any) -> str:
         if not isinstance(value, enum_type):
             raise LocalError(f"expected a {enum_type.__name__}, got {value!r}")
-        return value.value
+        name: str = value.value
+        return name
 
     def decode_enum(obj: Any) -> enum.Enum:
         if type(obj) is not str:
@@ -299,7 +300,7 @@ def _compile_struct(cls: type) -> tuple[Encoder, Decoder]:
         if not isinstance(value, cls):
             raise LocalError(f"expected a {label}, got {type(value).__name__}")
         try:
-            return [encode(getattr(value, name)) for name, encode in zip(names, encoders)]
+            return [encode(getattr(value, name)) for name, encode in zip(names, encoders, strict=True)]
         except LocalError as error:
             raise LocalError(f"{label}: {error}") from None
 
@@ -309,7 +310,7 @@ def _compile_struct(cls: type) -> tuple[Encoder, Decoder]:
         if len(obj) != count:
             _fail(f"{label}: expected {count} fields, got {len(obj)}")
         values = []
-        for name, decode, item in zip(names, decoders, obj):
+        for name, decode, item in zip(names, decoders, obj, strict=True):
             try:
                 values.append(decode(item))
             except DecodeError as error:
@@ -356,7 +357,8 @@ def from_wire(obj: Any, wire_type: Any) -> Any:
 
 def pack(obj: Any) -> bytes:
     """msgpack with the protocol's settings (str8 for strings, minimal integers)."""
-    return msgpack.packb(obj, use_bin_type=True)
+    packed: bytes = msgpack.packb(obj, use_bin_type=True)
+    return packed
 
 
 def unpack_untrusted(data: bytes | bytearray | memoryview) -> Any:

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import enum
 from dataclasses import dataclass
-from typing import ClassVar
+from typing import Any, ClassVar
 
 from tomproto.wire.codec import U32, U64, Bytes24, Variants
 from tomproto.wire.payloads import EncryptedPayload
@@ -271,7 +271,8 @@ class GroupSyncResponse:
     latest_seq: U64
 
 
-GROUP_VARIANTS: tuple[type, ...] = (
+# Classes, each with a `VARIANT: ClassVar[str]`.
+GROUP_VARIANTS: tuple[type[Any], ...] = (
     GroupCreate,
     GroupCreated,
     GroupInvite,

@@ -9,12 +9,12 @@ from __future__ import annotations
 
 import typer
 
+from tomproto.buildinfo import version_line
 from tomproto.errors import LocalError
 from tomproto.relay.cli import EXIT_CODES_HELP as RELAY_EXIT_CODES_HELP
 from tomproto.relay.cli import relay as relay_command
 from tomstress.cli import identity, lab, natreport, ping, responder
 from tomstress.cli.common import fail
-from tomproto.buildinfo import version_line
 
 __all__ = ["app", "main"]
 
@@ -31,7 +31,9 @@ ping.register(app)
 natreport.register(app)
 lab.register(app)
 app.command(
-    "relay", help="Run tom-relay, the relay and rendezvous server (same as the tom-relay command).", epilog=RELAY_EXIT_CODES_HELP
+    "relay",
+    help="Run tom-relay, the relay and rendezvous server (same as the tom-relay command).",
+    epilog=RELAY_EXIT_CODES_HELP,
 )(relay_command)
 
 

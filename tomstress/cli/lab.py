@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import signal
@@ -42,7 +43,9 @@ def _outage(text: str) -> tuple[float, float]:
         raise typer.BadParameter(f"invalid outage {text!r}: DURATION@TIME, e.g. 5s@10s (down 5 s, 10 s in)") from None
 
 
-def _impairments(delay: str | None, jitter: str | None, loss: str | None, rate: str | None, outage: list[str]) -> Impairments:
+def _impairments(
+    delay: str | None, jitter: str | None, loss: str | None, rate: str | None, outage: list[str]
+) -> Impairments:
     try:
         return Impairments(
             delay_s=parse_duration(delay) if delay else 0.0,
@@ -142,11 +145,10 @@ def lab_down(name: str = typer.Option("lab", "--name", help="The lab to remove."
         fail(f"no lab named {name!r} is up")
     recorded = json.loads(state.read_text())
     for pid in recorded.get("pids", []):
-        try:
+        with contextlib.suppress(ProcessLookupError):
             os.kill(pid, signal.SIGTERM)
-        except ProcessLookupError:
-            pass
-    teardown(Topology(recorded["prefix"], recorded["topology"], TOPOLOGIES[recorded["topology"]], recorded["namespaces"]))
+    topology = recorded["topology"]
+    teardown(Topology(recorded["prefix"], topology, TOPOLOGIES[topology], recorded["namespaces"]))
     state.unlink()
     print(json.dumps({"event": "lab_down", "name": name}))
 

@@ -21,7 +21,9 @@ def nat_report_command(
         ..., "--relay", metavar="HOST:PORT",
         help="A tom-relay address; give two IPs (and a second port) of the same relay for a full verdict.",
     ),
-    timeout: float = typer.Option("1s", "--timeout", parser=duration_option, metavar="DURATION", help="Wait per attempt."),
+    timeout: float = typer.Option(
+        "1s", "--timeout", parser=duration_option, metavar="DURATION", help="Wait per attempt."
+    ),
     as_json: bool = typer.Option(False, "--json", help="Print the report as one JSON object."),
 ) -> None:  # fmt: skip
     """Report the NAT on this side: mapping behaviour, port preservation, and a plain verdict."""
@@ -34,7 +36,8 @@ def nat_report_command(
     else:
         print(f"verdict: {report.verdict}")
         for relay_address, mapped in report.observations:
-            print(f"  via {format_host_port(relay_address)}: seen as {'no answer' if mapped is None else format_host_port(mapped)}")
+            seen_as = "no answer" if mapped is None else format_host_port(mapped)
+            print(f"  via {format_host_port(relay_address)}: seen as {seen_as}")
         print(f"  port preserved: {report.port_preserved}; mapping varies by destination address: "
               f"{report.varies_by_address}, by port: {report.varies_by_port} (None = not tested)")  # fmt: skip
     if all(mapped is None for _, mapped in report.observations):

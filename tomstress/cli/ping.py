@@ -73,7 +73,9 @@ def _loss_over_limit(summary: dict[str, Any], config: PingConfig) -> bool:
     return config.max_loss_percent is not None and percent is not None and percent > config.max_loss_percent
 
 
-def _exit_code(summary: dict[str, Any], stopped_by: signal.Signals | None, config: PingConfig, output_failed: bool) -> int:
+def _exit_code(
+    summary: dict[str, Any], stopped_by: signal.Signals | None, config: PingConfig, output_failed: bool
+) -> int:
     if stopped_by is not None:
         return EXIT_SIGNAL[stopped_by]
     if output_failed:  # the measurement is only on stdout now: that outranks any verdict (not a stop signal)
@@ -135,7 +137,9 @@ async def _run(
     # Never wrap paths and ids; a terminal gone (EIO, EPIPE) drops output, never the run.
     stderr = Console(file=guarded_stderr(), soft_wrap=True)  # type: ignore[arg-type]
     # The node first: a bind or a relay that refuses us must not leave an empty archive behind.
-    node = await Node.start(identity, wildcard_for(config.address or config.relay), 0, settings=invocation.transport, relay=config.relay)
+    node = await Node.start(
+        identity, wildcard_for(config.address or config.relay), 0, settings=invocation.transport, relay=config.relay
+    )
     try:
         try:
             archive = Archive.create(invocation.output_dir, invocation.name, "ping")
@@ -169,8 +173,8 @@ async def _run(
     finally:
         await node.close()
     if archive.failure is not None:  # also when the final fsync failed
-        error = archive.failure
-        summary["archive_error"] = f"{error.strerror or error} (errno {error.errno})"
+        failure = archive.failure
+        summary["archive_error"] = f"{failure.strerror or failure} (errno {failure.errno})"
         summary["exit_code"] = _exit_code(summary, stopped_by[0] if stopped_by else None, config, True)
         stderr.print(
             f"error: cannot write the archive {archive.path}: {summary['archive_error']}; probing stopped, it holds "
@@ -193,35 +197,74 @@ async def _run(
     else:
         # A pipe gets 120 columns rather than rich's default 80: the table must not be cut.
         print_summary(summary, Console(file=stdout, soft_wrap=True, width=None if sys.stdout.isatty() else 120))  # type: ignore[arg-type]
-    return summary["exit_code"]
+    return int(summary["exit_code"])
 
 
 def ping(
-    connect: NodeId | None = typer.Option(None, "--connect", parser=_node_id_option, metavar="NODEID", help="NodeId of the responder."),
-    target_addr: str | None = typer.Option(None, "--target-addr", metavar="HOST:PORT", help="UDP address of the responder, e.g. 203.0.113.7:7400 or [2001:db8::7]:7400."),
+    connect: NodeId | None = typer.Option(
+        None, "--connect", parser=_node_id_option, metavar="NODEID",
+        help="NodeId of the responder.",
+    ),
+    target_addr: str | None = typer.Option(
+        None, "--target-addr", metavar="HOST:PORT",
+        help="UDP address of the responder, e.g. 203.0.113.7:7400 or [2001:db8::7]:7400.",
+    ),
     local: bool = typer.Option(False, "--local", help="Start a responder on loopback and ping it (no setup)."),
-    count: int | None = typer.Option(None, "--count", "-c", metavar="N", help=f"Probes to send, 1 or more ({DEFAULT_COUNT} without --duration or --continuous)."),
-    duration: float | None = typer.Option(None, "--duration", "-d", parser=duration_option, metavar="DURATION", help="Probe for this long instead of --count, e.g. 30s or 2h."),
-    continuous: bool = typer.Option(False, "--continuous", help="Probe until interrupted (Ctrl-C); the summary still comes out."),
-    interval: float = typer.Option("500ms", "--interval", "-i", parser=duration_option, metavar="DURATION", help="Time between probe slots, e.g. 100ms."),
-    timeout: float = typer.Option("10s", "--timeout", parser=duration_option, metavar="DURATION", help="A reply later than this is `late`."),
+    count: int | None = typer.Option(
+        None, "--count", "-c", metavar="N",
+        help=f"Probes to send, 1 or more ({DEFAULT_COUNT} without --duration or --continuous).",
+    ),
+    duration: float | None = typer.Option(
+        None, "--duration", "-d", parser=duration_option, metavar="DURATION",
+        help="Probe for this long instead of --count, e.g. 30s or 2h.",
+    ),
+    continuous: bool = typer.Option(
+        False, "--continuous",
+        help="Probe until interrupted (Ctrl-C); the summary still comes out.",
+    ),
+    interval: float = typer.Option(
+        "500ms", "--interval", "-i", parser=duration_option, metavar="DURATION",
+        help="Time between probe slots, e.g. 100ms.",
+    ),
+    timeout: float = typer.Option(
+        "10s", "--timeout", parser=duration_option, metavar="DURATION",
+        help="A reply later than this is `late`.",
+    ),
     size: int = typer.Option(
         64, "--size", "-s", metavar="BYTES",
-        help="Probe plaintext bytes: 56 to 103503 on streams, 56 to 259 with --datagram (the wire size, about 2.5x, is reported).",
+        help="Probe plaintext bytes: 56 to 103503 on streams, 56 to 259 with --datagram"
+        " (the wire size, about 2.5x, is reported).",
     ),
-    datagram: bool = typer.Option(False, "--datagram", help="Send probes as QUIC DATAGRAM frames (unreliable: measures path loss)."),
-    max_loss: float | None = typer.Option(None, "--max-loss", min=0.0, max=100.0, metavar="PERCENT", help="Exit 1 when probe loss exceeds this (0 to 100)."),
-    identity_file: Path | None = typer.Option(None, "--identity", help="Identity file (created if missing); ephemeral without it."),
+    datagram: bool = typer.Option(
+        False, "--datagram",
+        help="Send probes as QUIC DATAGRAM frames (unreliable: measures path loss).",
+    ),
+    max_loss: float | None = typer.Option(
+        None, "--max-loss", min=0.0, max=100.0, metavar="PERCENT",
+        help="Exit 1 when probe loss exceeds this (0 to 100).",
+    ),
+    identity_file: Path | None = typer.Option(
+        None, "--identity",
+        help="Identity file (created if missing); ephemeral without it.",
+    ),
     output_dir: Path = typer.Option(Path("results"), "--output-dir", help="Where the JSON Lines archive goes."),
     name: str = typer.Option("tomstress", "--name", help="Archive name prefix (a file name part: no /)."),
     as_json: bool = typer.Option(False, "--json", help="Print the summary as one JSON object on stdout."),
     no_live: bool = typer.Option(False, "--no-live", help="No live progress view."),
-    quiet: bool = typer.Option(False, "--quiet", "-q", help="No live view, no archive line: only a short summary at the end."),
+    quiet: bool = typer.Option(
+        False, "--quiet", "-q",
+        help="No live view, no archive line: only a short summary at the end.",
+    ),
     low_memory: bool = typer.Option(False, "--low-memory", help="Small transport buffers, for small devices."),
     relay: str | None = typer.Option(
-        None, "--relay", metavar="HOST:PORT", help="tom-relay to register with; without --target-addr the peer is reached through it (then punched to direct)."
+        None, "--relay", metavar="HOST:PORT",
+        help="tom-relay to register with; without --target-addr the peer is reached through it"
+        " (then punched to direct).",
     ),
-    relay_only: bool = typer.Option(False, "--relay-only", help="Through the relay, stay on the relay path (no hole punching): measures the relay itself."),
+    relay_only: bool = typer.Option(
+        False, "--relay-only",
+        help="Through the relay, stay on the relay path (no hole punching): measures the relay itself.",
+    ),
 ) -> None:  # fmt: skip
     """Ping a responder with encrypted, signed probes; report RTT, jitter, loss and availability."""
     if local == (connect is not None or target_addr is not None):

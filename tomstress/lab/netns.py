@@ -97,7 +97,9 @@ class Topology:
 
     def flush_conntrack(self) -> None:
         for name in self.namespaces:
-            subprocess.run(["ip", "netns", "exec", name, "conntrack", "-F"], capture_output=True, timeout=COMMAND_TIMEOUT_S)
+            subprocess.run(
+                ["ip", "netns", "exec", name, "conntrack", "-F"], capture_output=True, timeout=COMMAND_TIMEOUT_S
+            )
 
 
 def _namespace(topology: Topology, role: str) -> str:

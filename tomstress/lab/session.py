@@ -84,7 +84,9 @@ def dropped_packets(session: LabSession) -> dict[str, int]:
         return dropped
     for role, _ in session.links():
         for table, *_ in _LOSS_HOOKS:
-            listing = run(*session.topology.exec_prefix(role), "iptables", "-t", table, "-L", LOSS_CHAIN, "-v", "-x", "-n")
+            listing = run(
+                *session.topology.exec_prefix(role), "iptables", "-t", table, "-L", LOSS_CHAIN, "-v", "-x", "-n"
+            )
             packets = [int(line.split()[0]) for line in listing.splitlines()[2:] if line.strip()]
             dropped["direct_large"] += packets[0]
             dropped["all"] += sum(packets)
@@ -96,7 +98,8 @@ def _read_json_line(process: subprocess.Popen[str]) -> dict[str, Any]:
     ready, _, _ = select.select([process.stdout], [], [], READY_TIMEOUT_S)
     if not ready:
         raise LabError("a lab process did not start in time")
-    return json.loads(process.stdout.readline())
+    line: dict[str, Any] = json.loads(process.stdout.readline())
+    return line
 
 
 def _apply(session: LabSession) -> None:
@@ -151,7 +154,7 @@ def start(topology_name: str, impairments: Impairments, prefix: str | None = Non
     try:
         _apply(session)
         relay = subprocess.Popen(
-            [*topology.exec_prefix("pub"), *own_command(), "relay", *sum((["--listen", r] for r in RELAYS), []),
+            [*topology.exec_prefix("pub"), *own_command(), "relay", *[arg for r in RELAYS for arg in ("--listen", r)],
              "--stats-interval", "1h"],
             stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True,
         )  # fmt: skip

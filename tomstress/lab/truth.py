@@ -20,8 +20,8 @@ from pathlib import Path
 from typing import Any
 
 from tomproto.durations import parse_duration
-from tomstress.lab.netns import RELAY_IP
 from tomstress.archive import read_archive
+from tomstress.lab.netns import RELAY_IP
 from tomstress.lab.session import Impairments, LabSession, dropped_packets, schedule_outages, start, stop
 from tomstress.stats import wilson_interval
 
@@ -36,7 +36,10 @@ def icmp_rtts_ms(session: LabSession, role: str, count: int = 50, interval_s: fl
 
 def _start_icmp(session: LabSession, role: str, count: int, interval_s: float) -> subprocess.Popen[str]:
     return subprocess.Popen(
-        [*session.topology.exec_prefix(role), "ping", "-n", "-c", str(count), "-i", f"{interval_s}", "-W", "2", RELAY_IP],
+        [
+            *session.topology.exec_prefix(role),
+            "ping", "-n", "-c", str(count), "-i", f"{interval_s}", "-W", "2", RELAY_IP,
+        ],
         stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True,
     )  # fmt: skip
 
@@ -58,7 +61,7 @@ def ping_in_lab(session: LabSession, *arguments: str, timeout_s: float = 300) ->
         )  # fmt: skip
         if not result.stdout.strip():
             raise RuntimeError(f"ping in the lab printed no summary: {result.stderr[-500:]}")
-        summary = json.loads(result.stdout)
+        summary: dict[str, Any] = json.loads(result.stdout)
         events = read_archive(Path(summary["archive"]))
     summary["events"] = events
     return summary
@@ -70,7 +73,10 @@ def delay_truth(delay_s: float = 0.010, count: int = 1000, interval: str = "5ms"
     session = start("home-home", Impairments(delay_s=delay_s))
     run_s = count * parse_duration(interval)
     try:
-        icmp = [_start_icmp(session, role, count=max(50, int(run_s / 0.02)), interval_s=0.02) for role in ("home-a", "home-b")]
+        icmp = [
+            _start_icmp(session, role, count=max(50, int(run_s / 0.02)), interval_s=0.02)
+            for role in ("home-a", "home-b")
+        ]
         session.processes += icmp  # stopped with the lab if the ping fails
         summary = ping_in_lab(session, "--count", str(count), "--interval", interval, "--timeout", "2s")
         icmp_a, icmp_b = (_icmp_rtts(process, run_s + 30) for process in icmp)
@@ -131,7 +137,9 @@ def loss_truth(loss: float = 0.02, count: int = 3000, interval: str = "10ms") ->
     }
 
 
-def outage_truth(duration_s: float = 5.0, at_s: float = 4.0, count: int = 150, interval: str = "100ms") -> dict[str, Any]:
+def outage_truth(
+    duration_s: float = 5.0, at_s: float = 4.0, count: int = 150, interval: str = "100ms"
+) -> dict[str, Any]:
     import time
 
     session = start("home-home", Impairments(outages=((at_s, duration_s),)))
@@ -147,7 +155,9 @@ def outage_truth(duration_s: float = 5.0, at_s: float = 4.0, count: int = 150, i
         "outages": availability["outages"],
         "outage_count": availability["outage_count"],
         "longest_outage_s": availability["longest_outage_s"],
-        "within_one_second": availability["outage_count"] == 1 and abs(availability["longest_outage_s"] - duration_s) <= 1.0,
+        "within_one_second": (
+            availability["outage_count"] == 1 and abs(availability["longest_outage_s"] - duration_s) <= 1.0
+        ),
         "recovered": bool(availability["outages"]) and all(outage["recovered"] for outage in availability["outages"]),
         "path": summary["path"],
         "probes": summary["probes"],

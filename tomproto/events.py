@@ -51,7 +51,7 @@ class EventHub:
                 continue
             try:
                 subscription.handler(event)
-            except Exception:  # noqa: BLE001 - one observer's bug must not stop the node
+            except Exception:
                 self.failures += 1
 
     def _remove(self, subscription: Subscription) -> None:

@@ -160,7 +160,7 @@ class PingRun:
         if delay_s > 0:
             try:
                 await asyncio.wait_for(self.stop.wait(), delay_s)
-            except asyncio.TimeoutError:
+            except TimeoutError:
                 pass
         if self.on_progress is not None:
             self.on_progress(self)

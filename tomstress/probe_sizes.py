@@ -22,8 +22,8 @@ from functools import cache
 
 from tomproto.identity import Identity
 from tomproto.node import MAX_DATAGRAM_ENVELOPE_BYTES
-from tomproto.transport import Transport
 from tomproto.sealing import seal_envelope, wire_size_spread
+from tomproto.transport import Transport
 from tomproto.wire.envelope import MAX_ENVELOPE_BYTES, MessageType
 from tomstress.probe import Probe, encode_probe, minimum_probe_size
 

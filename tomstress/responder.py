@@ -14,8 +14,7 @@ from collections import Counter, OrderedDict
 
 from tomproto.identity import Identity, NodeId
 from tomproto.node import Node, ReceivedMessage
-from tomproto.transport import Transport
-from tomproto.transport import ConnectionBusy, ConnectionLost, DatagramTooLarge, TransportSettings
+from tomproto.transport import ConnectionBusy, ConnectionLost, DatagramTooLarge, Transport, TransportSettings
 from tomproto.wire.envelope import MessageType
 from tomstress.probe import FollowUp, encode_reply, parse_probe
 

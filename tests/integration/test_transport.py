@@ -13,6 +13,8 @@ from aioquic.asyncio.protocol import QuicConnectionProtocol
 from aioquic.quic import events
 from aioquic.quic.configuration import QuicConfiguration
 
+from tomproto.core.certificates import node_certificate
+from tomproto.core.framing import FRAME_CAP_BYTES, frame
 from tomproto.identity import Identity, NodeId
 from tomproto.transport import (
     ALPN,
@@ -24,8 +26,6 @@ from tomproto.transport import (
     Received,
     TransportSettings,
 )
-from tomproto.core.certificates import node_certificate
-from tomproto.core.framing import FRAME_CAP_BYTES, frame
 
 BOUND_S = 10.0  # every wait in these tests is bounded
 
@@ -52,8 +52,11 @@ async def open_endpoint(
     if inbox is not None:
         opened.on_delivery = inbox
     elif echo:
-        opened.on_delivery = lambda delivery: opened.reply(delivery.connection, b"echo:" + delivery.data,
-                                                          delivery.transport)  # fmt: skip
+
+        def answer(delivery: Received) -> None:
+            opened.reply(delivery.connection, b"echo:" + delivery.data, delivery.transport)
+
+        opened.on_delivery = answer
     return opened
 
 
@@ -140,7 +143,7 @@ def test_a_dialer_without_a_certificate_is_refused_and_delivers_nothing() -> Non
                 client._quic.send_stream_data(stream_id, frame(b"anonymous"), end_stream=True)
                 client.transmit()
                 terminated = await client.wait_for(events.ConnectionTerminated)  # type: ignore[attr-defined]
-                assert "certificate" in terminated.reason_phrase  # type: ignore[attr-defined]
+                assert "certificate" in terminated.reason_phrase
             assert inbox.queue.empty()
             assert server.connections() == []
 
@@ -160,7 +163,7 @@ def test_a_length_prefix_above_the_cap_resets_that_stream_and_the_node_keeps_ser
                 quic.send_stream_data(hostile, (FRAME_CAP_BYTES + 1).to_bytes(4, "big"))  # no body, no FIN
                 client.transmit()
                 reset = await client.wait_for(events.StreamReset, hostile)  # type: ignore[attr-defined]
-                assert reset.stream_id == hostile  # type: ignore[attr-defined]
+                assert reset.stream_id == hostile
                 assert server.counters.streams_refused["frame_too_large"] == 1
                 # Same connection, another stream: still served.
                 honest = quic.get_next_available_stream_id()
@@ -168,7 +171,7 @@ def test_a_length_prefix_above_the_cap_resets_that_stream_and_the_node_keeps_ser
                 client.transmit()
                 while True:
                     received = await client.wait_for(events.StreamDataReceived)  # type: ignore[attr-defined]
-                    if b"echo:still there?" in received.data:  # type: ignore[attr-defined]
+                    if b"echo:still there?" in received.data:
                         break
                     client.seen.remove(received)  # type: ignore[attr-defined]
 
@@ -221,7 +224,8 @@ def test_a_peer_that_restarted_is_redialled_at_once_through_its_reset_notice() -
             address = old.local_address
             await client.send_frame(server_identity.node_id, b"one", address)
             assert (await inbox.next())[1] == b"echo:one"
-            old._transport.close()  # a crash: the peer says nothing  # type: ignore[union-attr]
+            assert old._transport is not None
+            old._transport.close()  # a crash: the peer says nothing
             await asyncio.sleep(0.05)  # the socket closes on the next loop iterations
             async with endpoint(server_identity, port=address[1], echo=True) as restarted:
                 stale = client.connection_to(server_identity.node_id)

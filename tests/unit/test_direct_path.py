@@ -40,7 +40,7 @@ def punches(effects: list[PathEffect]) -> list[SendPunch]:
 
 def run_until(path: DirectPath, end: float, relay_available: bool = True) -> list[tuple[float, PathEffect]]:
     """Fire the machine's timers up to `end`; every effect with its time."""
-    seen = []
+    seen: list[tuple[float, PathEffect]] = []
     for _ in range(10_000):
         deadline = path.next_deadline()
         if deadline is None or deadline > end:

@@ -22,8 +22,8 @@ __all__ = ["node_certificate", "node_id_of_certificate"]
 
 # A fixed, wide validity: expiry means nothing for a self-signed key certificate, and a fixed
 # window keeps a wrong clock on a field device from breaking the handshake.
-_NOT_BEFORE = datetime.datetime(2000, 1, 1, tzinfo=datetime.timezone.utc)
-_NOT_AFTER = datetime.datetime(9999, 12, 31, tzinfo=datetime.timezone.utc)
+_NOT_BEFORE = datetime.datetime(2000, 1, 1, tzinfo=datetime.UTC)
+_NOT_AFTER = datetime.datetime(9999, 12, 31, tzinfo=datetime.UTC)
 
 
 def node_certificate(identity: Identity) -> tuple[x509.Certificate, ed25519.Ed25519PrivateKey]:

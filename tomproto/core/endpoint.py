@@ -503,8 +503,8 @@ class EndpointCore:
         return self._accept(header.destination_cid, verdict, address, expected, now)
 
     def _send_retry(self, header: QuicHeader, verdict: Verdict, address: Address | None) -> None:
-        if address is None or verdict.token is None or verdict.retry_source_id is None:
-            return  # the policy asks for Retries from direct sources only
+        if address is None or verdict.token is None or verdict.retry_source_id is None or header.version is None:
+            return  # the policy asks for Retries from direct sources, on Initials (which have a version)
         retry = encode_quic_retry(
             version=header.version,
             source_cid=verdict.retry_source_id,

@@ -16,8 +16,8 @@ from aioquic.quic.configuration import QuicConfiguration
 from aioquic.quic.connection import QuicConnection
 
 from tomproto.core.admission import AdmissionSettings
-from tomproto.identity import Identity
 from tomproto.core.certificates import node_certificate
+from tomproto.identity import Identity
 
 __all__ = ["ALPN", "MAX_DATAGRAM_BYTES", "TransportSettings", "PacketCounters", "TomQuicConnection", "quic_configuration"]
 

@@ -132,7 +132,7 @@ class Endpoint(asyncio.DatagramProtocol):
         try:
             # The core times out by itself (RelayUnreachable); this bound only guards the shell.
             return await asyncio.wait_for(asyncio.shield(registration), REGISTER_TIMEOUT_S * 2)
-        except asyncio.TimeoutError:
+        except TimeoutError:
             where = format_host_port(self.core.relay_address or ("?", 0))
             raise RelayUnreachable(f"no answer from relay {where}") from None
 
@@ -168,7 +168,7 @@ class Endpoint(asyncio.DatagramProtocol):
                 raise
         try:
             return await asyncio.wait_for(asyncio.shield(pending), timeout_s)
-        except asyncio.TimeoutError:
+        except TimeoutError:
             where = "through the relay" if address is None else f"with {format_host_port(address)}"
             raise DialTimeout(f"no handshake {where} within {timeout_s:g} s") from None
 
@@ -234,23 +234,23 @@ class Endpoint(asyncio.DatagramProtocol):
             if self.on_delivery is not None:
                 self.on_delivery(event)
         elif isinstance(event, DialSucceeded | DialFailed):
-            future = self._dials.pop(event.peer, None)
-            if future is not None and not future.done():
+            dial = self._dials.pop(event.peer, None)
+            if dial is not None and not dial.done():
                 if isinstance(event, DialSucceeded):
-                    future.set_result(event.connection)
+                    dial.set_result(event.connection)
                 else:
-                    future.set_exception(event.error)
-                    future.exception()  # retrieved: the caller may have given up waiting
+                    dial.set_exception(event.error)
+                    dial.exception()  # retrieved: the caller may have given up waiting
         elif isinstance(event, RelayRegistered | RelayRegistrationFailed):
             if isinstance(event, RelayRegistered):
                 self.observed_address = event.observed_address
-            future = self._registration
-            if future is not None and not future.done():
+            registration = self._registration
+            if registration is not None and not registration.done():
                 if isinstance(event, RelayRegistered):
-                    future.set_result(event.observed_address)
+                    registration.set_result(event.observed_address)
                 else:
-                    future.set_exception(event.error)
-                    future.exception()
+                    registration.set_exception(event.error)
+                    registration.exception()
         elif self.on_event is not None:
             self.on_event(event)
 
@@ -279,7 +279,7 @@ class Endpoint(asyncio.DatagramProtocol):
     def error_received(self, exc: Exception) -> None:
         self.core.send_failed()
 
-    def datagram_received(self, data: bytes, address: tuple[str, int]) -> None:  # type: ignore[override]
+    def datagram_received(self, data: bytes, address: tuple[str, int]) -> None:
         now = time.monotonic()
         try:
             self.core.receive_datagram(data, (address[0], address[1]), now)

@@ -36,8 +36,8 @@ from collections.abc import Iterator
 from aioquic.quic.configuration import QuicConfiguration
 from aioquic.quic.connection import QuicConnection
 
-from tomproto.relay import protocol as wire
 from tomproto.core.quic import ALPN
+from tomproto.relay import protocol as wire
 
 __all__ = ["quic_packets", "relay_packets", "flood", "main"]
 

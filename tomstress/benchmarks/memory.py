@@ -83,7 +83,7 @@ async def _blast(peer: NodeId, port: int, size: int, seconds: float) -> int:
         while time.monotonic() < deadline:
             try:
                 await asyncio.wait_for(node.send(peer, sealed, address=(LOOPBACK, port)), 5)
-            except (TransportError, asyncio.TimeoutError):
+            except (TimeoutError, TransportError):
                 await asyncio.sleep(0.05)
                 continue
             sent += 1

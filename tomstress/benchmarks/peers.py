@@ -21,9 +21,9 @@ from aioquic.asyncio.protocol import QuicConnectionProtocol
 from aioquic.asyncio.server import serve
 from aioquic.quic import events
 
+from tomproto.core.quic import TransportSettings, quic_configuration
 from tomproto.identity import Identity
 from tomproto.node import Node, ReceivedMessage
-from tomproto.core.quic import TransportSettings, quic_configuration
 from tomproto.wire.envelope import MessageType
 from tomstress.responder import Responder
 
@@ -34,7 +34,7 @@ class UdpEcho(asyncio.DatagramProtocol):
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         self.transport = transport
 
-    def datagram_received(self, data: bytes, address: tuple[str, int]) -> None:  # type: ignore[override]
+    def datagram_received(self, data: bytes, address: tuple[str, int]) -> None:
         self.transport.sendto(data, address)  # type: ignore[attr-defined]
 
 
@@ -88,7 +88,7 @@ async def main() -> None:
         json.dumps(
             {
                 "udp_port": udp_transport.get_extra_info("sockname")[1],
-                "quic_port": quic_server._transport.get_extra_info("sockname")[1],
+                "quic_port": quic_server._transport.get_extra_info("sockname")[1],  # type: ignore[union-attr]
                 "responder_port": responder.node.endpoint.local_address[1],  # type: ignore[union-attr]
                 "responder_id": responder_identity.node_id.hex,
                 "sink_port": sink.node.endpoint.local_address[1],
@@ -104,7 +104,7 @@ async def main() -> None:
     while not reader.at_eof() and time.monotonic() < deadline:
         try:
             await asyncio.wait_for(reader.read(1024), 1.0)
-        except asyncio.TimeoutError:
+        except TimeoutError:
             continue
     quic_server.close()
     await responder.close()

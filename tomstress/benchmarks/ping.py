@@ -30,11 +30,11 @@ from aioquic.asyncio.protocol import QuicConnectionProtocol
 from aioquic.quic import events
 from aioquic.quic.configuration import QuicConfiguration
 
+from tomproto.core.certificates import node_certificate
+from tomproto.core.quic import ALPN
 from tomproto.durations import parse_duration
 from tomproto.identity import Identity, NodeId
 from tomproto.node import Node, ReceivedMessage
-from tomproto.core.certificates import node_certificate
-from tomproto.core.quic import ALPN
 from tomproto.transport import Transport
 from tomproto.wire.envelope import MessageType
 from tomstress.archive import Archive
@@ -50,7 +50,7 @@ class UdpClient(asyncio.DatagramProtocol):
     def __init__(self) -> None:
         self.waiter: asyncio.Future[None] | None = None
 
-    def datagram_received(self, data: bytes, address: tuple[str, int]) -> None:  # type: ignore[override]
+    def datagram_received(self, data: bytes, address: tuple[str, int]) -> None:
         if self.waiter is not None and not self.waiter.done():
             self.waiter.set_result(None)
 

@@ -22,10 +22,9 @@ from tomproto.errors import IdentityError
 from tomproto.identity import Identity, NodeId, load_or_create_identity
 from tomproto.lifeline import watch_outermost
 from tomproto.node import Node
-from tomproto.transport import Transport
 from tomproto.stopsignals import EXIT_SIGNAL, install_stop_handlers
 from tomproto.terminal import guarded_stderr, guarded_stdout
-from tomproto.transport import TransportError, TransportSettings
+from tomproto.transport import Transport, TransportError, TransportSettings
 from tomstress import __version__
 from tomstress.addresses import peer_address
 from tomstress.archive import SCHEMA_VERSION, Archive, check_archive_name, host_facts

@@ -9,7 +9,7 @@ import json
 import sys
 import time
 from pathlib import Path
-from typing import Any, TextIO
+from typing import Any
 
 import typer
 
@@ -19,7 +19,7 @@ from tomproto.identity import load_or_create_identity
 from tomproto.lifeline import watch_eof, watch_outermost
 from tomproto.sealing import RejectReason
 from tomproto.stopsignals import install_stop_handlers
-from tomproto.terminal import guarded_stderr, guarded_stdout
+from tomproto.terminal import GuardedStream, guarded_stderr, guarded_stdout
 from tomproto.transport import Endpoint, PathChanged, TransportError, TransportSettings
 from tomproto.transport.interfaces import local_ipv4_addresses
 from tomstress.addresses import format_host_port, host_port_option, peer_address
@@ -39,7 +39,7 @@ def _addresses(host: str, port: int) -> list[str]:
     return [format_host_port((address, port)) for address in local_ipv4_addresses()] or [format_host_port((host, port))]
 
 
-def _print_event(event: object, out: TextIO) -> None:
+def _print_event(event: object, out: GuardedStream) -> None:
     """Path changes as JSON lines on stdout: the responder side of the path telemetry."""
     if isinstance(event, PathChanged):
         print(

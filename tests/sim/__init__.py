@@ -7,6 +7,7 @@ a run of virtual seconds takes milliseconds. Rules of each part are in its modul
 network, links, nat, partitions, accounting, hosts, randomness.
 """
 
+from tests.sim.accounting import FINAL_FATES, Counters, Fate, TraceEntry
 from tests.sim.clock import DEFAULT_MAX_STEPS, ScheduledCall, Scheduler
 from tests.sim.errors import (
     AddressInUse,
@@ -15,14 +16,55 @@ from tests.sim.errors import (
     StepBudgetExhausted,
     VirtualTimeLimitReached,
 )
+from tests.sim.hosts import Address, Host, MachineHost, OutgoingDatagram, SweptMachine
+from tests.sim.links import DEFAULT_IMPAIRMENT, Impairment
+from tests.sim.nat import (
+    DEFAULT_MAPPING_TIMEOUT_S,
+    EIM_ADF,
+    EIM_APDF,
+    EIM_EIF,
+    SYMMETRIC,
+    Filtering,
+    Inbound,
+    Mapping,
+    Nat,
+    NatBehaviour,
+)
+from tests.sim.network import DEFAULT_TIMER_RESOLUTION_S, SimNetwork, Tap
+from tests.sim.partitions import Partition
 
 __all__ = [
+    "DEFAULT_IMPAIRMENT",
+    "DEFAULT_MAPPING_TIMEOUT_S",
     "DEFAULT_MAX_STEPS",
+    "DEFAULT_TIMER_RESOLUTION_S",
+    "EIM_ADF",
+    "EIM_APDF",
+    "EIM_EIF",
+    "FINAL_FATES",
+    "SYMMETRIC",
+    "Address",
     "AddressInUse",
+    "Counters",
+    "Fate",
+    "Filtering",
+    "Host",
+    "Impairment",
+    "Inbound",
+    "MachineHost",
+    "Mapping",
+    "Nat",
+    "NatBehaviour",
+    "OutgoingDatagram",
+    "Partition",
     "PortsExhausted",
     "ScheduledCall",
     "Scheduler",
+    "SimNetwork",
     "SimulationError",
     "StepBudgetExhausted",
+    "SweptMachine",
+    "Tap",
+    "TraceEntry",
     "VirtualTimeLimitReached",
 ]

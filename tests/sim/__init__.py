@@ -32,6 +32,7 @@ from tests.sim.nat import (
 )
 from tests.sim.network import DEFAULT_TIMER_RESOLUTION_S, SimNetwork, Tap
 from tests.sim.partitions import Partition
+from tests.sim.randomness import seeded_aioquic
 
 __all__ = [
     "DEFAULT_IMPAIRMENT",
@@ -67,4 +68,5 @@ __all__ = [
     "Tap",
     "TraceEntry",
     "VirtualTimeLimitReached",
+    "seeded_aioquic",
 ]

@@ -8,7 +8,12 @@ network, links, nat, partitions, accounting, hosts, randomness.
 """
 
 from tests.sim.accounting import FINAL_FATES, Counters, Fate, TraceEntry
-from tests.sim.clock import DEFAULT_MAX_STEPS, ScheduledCall, Scheduler
+from tests.sim.clock import (
+    DEFAULT_MAX_STEPS,
+    DEFAULT_MAX_STEPS_AT_ONE_TIME,
+    ScheduledCall,
+    Scheduler,
+)
 from tests.sim.errors import (
     AddressInUse,
     PortsExhausted,
@@ -38,6 +43,7 @@ __all__ = [
     "DEFAULT_IMPAIRMENT",
     "DEFAULT_MAPPING_TIMEOUT_S",
     "DEFAULT_MAX_STEPS",
+    "DEFAULT_MAX_STEPS_AT_ONE_TIME",
     "DEFAULT_TIMER_RESOLUTION_S",
     "EIM_ADF",
     "EIM_APDF",

@@ -6,8 +6,10 @@ Rules:
 - Calls due at the same time run in the order they were scheduled (the sequence number breaks
   ties), so a run depends on nothing but what was scheduled.
 - Every run is bounded twice: in virtual time by its caller, and in steps (calls run) by the
-  scheduler's budget. A simulation that stops advancing (a host asking for a timer at `now`
-  forever) raises StepBudgetExhausted instead of hanging the test suite.
+  scheduler's budgets: `max_steps` in its whole life, and `max_steps_at_one_time` in a row
+  without time moving on. A simulation that stops advancing (a host asking for a timer at `now`
+  forever) raises StepBudgetExhausted instead of hanging the test suite, and soon: a stalled
+  clock is caught after `max_steps_at_one_time` calls, not after the whole budget.
 """
 
 from __future__ import annotations
@@ -17,9 +19,10 @@ from collections.abc import Callable
 
 from tests.sim.errors import StepBudgetExhausted, VirtualTimeLimitReached
 
-__all__ = ["DEFAULT_MAX_STEPS", "ScheduledCall", "Scheduler"]
+__all__ = ["DEFAULT_MAX_STEPS", "DEFAULT_MAX_STEPS_AT_ONE_TIME", "ScheduledCall", "Scheduler"]
 
-DEFAULT_MAX_STEPS = 2_000_000
+DEFAULT_MAX_STEPS = 1_000_000
+DEFAULT_MAX_STEPS_AT_ONE_TIME = 100_000
 
 
 class ScheduledCall:
@@ -41,11 +44,20 @@ class ScheduledCall:
 
 
 class Scheduler:
-    """Runs calls in virtual time order, at most `max_steps` of them in its whole life."""
+    """Runs calls in virtual time order: at most `max_steps` of them in its whole life, and at
+    most `max_steps_at_one_time` in a row at one virtual time."""
 
-    def __init__(self, *, start_s: float = 0.0, max_steps: int = DEFAULT_MAX_STEPS) -> None:
-        if max_steps <= 0:
-            raise ValueError("max_steps must be positive")
+    def __init__(
+        self,
+        *,
+        start_s: float = 0.0,
+        max_steps: int = DEFAULT_MAX_STEPS,
+        max_steps_at_one_time: int = DEFAULT_MAX_STEPS_AT_ONE_TIME,
+    ) -> None:
+        if max_steps <= 0 or max_steps_at_one_time <= 0:
+            raise ValueError("step budgets must be positive")
+        self.max_steps_at_one_time = max_steps_at_one_time
+        self._steps_at_this_time = 0
         self._now = start_s
         self._heap: list[tuple[float, int, ScheduledCall]] = []
         self._sequence = 0
@@ -114,6 +126,14 @@ class Scheduler:
                 f"step budget of {self.max_steps} calls exhausted at virtual time {self._now:.6f} s; "
                 f"next call: {call!r}"
             )
+        if call.when_s != self._now:
+            self._now = call.when_s
+            self._steps_at_this_time = 0
+        elif self._steps_at_this_time >= self.max_steps_at_one_time:
+            raise StepBudgetExhausted(
+                f"{self._steps_at_this_time} calls in a row at virtual time {self._now:.6f} s without time moving on "
+                f"(a livelock?); next call: {call!r}"
+            )
         self.steps += 1
-        self._now = call.when_s
+        self._steps_at_this_time += 1
         call.callback()

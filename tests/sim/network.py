@@ -32,7 +32,12 @@ from collections.abc import Callable
 from functools import partial
 
 from tests.sim.accounting import Counters, Fate, TraceEntry
-from tests.sim.clock import DEFAULT_MAX_STEPS, ScheduledCall, Scheduler
+from tests.sim.clock import (
+    DEFAULT_MAX_STEPS,
+    DEFAULT_MAX_STEPS_AT_ONE_TIME,
+    ScheduledCall,
+    Scheduler,
+)
 from tests.sim.errors import AddressInUse, SimulationError
 from tests.sim.hosts import Address, Host
 from tests.sim.links import (
@@ -91,6 +96,7 @@ class SimNetwork:
         default: Impairment = DEFAULT_IMPAIRMENT,
         trace: bool = False,
         max_steps: int = DEFAULT_MAX_STEPS,
+        max_steps_at_one_time: int = DEFAULT_MAX_STEPS_AT_ONE_TIME,
         start_s: float = 0.0,
         timer_resolution_s: float = DEFAULT_TIMER_RESOLUTION_S,
     ) -> None:
@@ -98,7 +104,7 @@ class SimNetwork:
             raise ValueError("timer_resolution_s must not be negative")
         self.timer_resolution_s = timer_resolution_s
         self.rng = random.Random(seed)
-        self.scheduler = Scheduler(start_s=start_s, max_steps=max_steps)
+        self.scheduler = Scheduler(start_s=start_s, max_steps=max_steps, max_steps_at_one_time=max_steps_at_one_time)
         self.links = LinkTable(default)
         self.counters = Counters()
         self.trace: list[TraceEntry] | None = [] if trace else None

@@ -72,3 +72,19 @@ def test_a_livelock_exhausts_the_step_budget_with_a_clear_error_instead_of_hangi
     with pytest.raises(StepBudgetExhausted, match="1000 calls exhausted at virtual time 1.000000"):
         scheduler.run_until(2.0)
     assert scheduler.steps == 1000
+
+
+def test_a_clock_that_stops_moving_is_caught_long_before_the_whole_budget_is_spent() -> None:
+    scheduler = Scheduler(max_steps=1_000_000, max_steps_at_one_time=500)
+    ran: list[float] = []
+
+    def again() -> None:
+        ran.append(scheduler.now)
+        scheduler.call_at(scheduler.now, again)
+
+    for when_s in (0.5, 0.5, 0.5):  # a few calls at one time are fine
+        scheduler.call_at(when_s, lambda: ran.append(scheduler.now))
+    scheduler.call_at(1.0, again)
+    with pytest.raises(StepBudgetExhausted, match="500 calls in a row at virtual time 1.000000"):
+        scheduler.run_until(2.0)
+    assert len(ran) == 3 + 500

@@ -1,6 +1,6 @@
 """aioquic connections as simulated hosts, for the tests that prove QUIC runs on the network.
 
-One QuicConnection per host, ToM's configuration (tomproto.transport.quic): the client dials at
+One QuicConnection per host, ToM's configuration (tomproto.core.quic): the client dials at
 attach time, the server accepts the first Initial it receives. Each host keeps the events its
 connection raised, the stream data it received, and the time its handshake completed. Build
 them inside `seeded_aioquic` for a run fixed by the seed: connection ids are drawn at creation.
@@ -22,7 +22,7 @@ from tests.sim.nat import EIM_EIF
 from tests.sim.network import SimNetwork
 from tests.sim.randomness import seeded_aioquic
 from tomproto.identity import Identity
-from tomproto.transport.quic import (
+from tomproto.core.quic import (
     PacketCounters,
     TomQuicConnection,
     TransportSettings,

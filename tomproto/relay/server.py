@@ -4,7 +4,7 @@ Rules it enforces:
 - only the holder of a NodeId's key can register it: a challenge bound to the socket, source
   address and NodeId, signed with the relay's id, so forged and replayed registrations are refused
   and leave the real owner's registration untouched;
-- a HELLO leaves no state (the challenge is a MAC, challenges.py); a verified challenge is spent
+- a HELLO leaves no state (the challenge is a MAC, core/relay_challenges.py); a verified challenge is spent
   (single use); signature verifications have a per-source budget;
 - no answer is larger than the packet that asked for it (no amplification): HELLOs are padded,
   and a refusal that would be larger than its request is not sent;
@@ -28,9 +28,10 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from tomproto.addresses import format_host_port
+from tomproto.core.budget import PacketByteBudget
 from tomproto.identity import Identity
 from tomproto.relay import protocol as wire
-from tomproto.relay.challenges import ChallengeRefusal, Challenges, ChallengeSettings
+from tomproto.core.relay_challenges import ChallengeRefusal, Challenges, ChallengeSettings
 from tomproto.relay.protocol import Address, Refusal
 
 __all__ = ["RelaySettings", "RelayServer", "NodeCounters"]
@@ -60,31 +61,13 @@ class NodeCounters:
 
 
 @dataclass(slots=True)
-class _Bucket:
-    packets: float
-    bytes: float
-    at: float
-
-    def take(self, size: int, now: float, settings: RelaySettings) -> bool:
-        elapsed = now - self.at
-        self.at = now
-        self.packets = min(settings.packets_per_s, self.packets + elapsed * settings.packets_per_s)
-        self.bytes = min(settings.bytes_per_s, self.bytes + elapsed * settings.bytes_per_s)
-        if self.packets < 1 or self.bytes < size:
-            return False
-        self.packets -= 1
-        self.bytes -= size
-        return True
-
-
-@dataclass(slots=True)
 class _Registration:
     node_id: bytes
     socket: _RelaySocket
     address: Address
     candidates: tuple[Address, ...]
     last_seen: float
-    bucket: _Bucket
+    budget: PacketByteBudget
     counters: NodeCounters = field(default_factory=NodeCounters)
     pairs: set[tuple[bytes, bytes]] = field(default_factory=set)  # keys of pair_bytes with this node
 
@@ -211,8 +194,8 @@ class RelayServer:
         previous = self._registrations.get(request.node_id)
         if previous is not None:
             self._by_address.pop((id(previous.socket), previous.address), None)
-        bucket = previous.bucket if previous else _Bucket(self.settings.packets_per_s, self.settings.bytes_per_s, now)
-        registration = _Registration(request.node_id, relay_socket, address, request.candidates, now, bucket)
+        budget = previous.budget if previous else PacketByteBudget.full(self.settings.packets_per_s, self.settings.bytes_per_s, now)
+        registration = _Registration(request.node_id, relay_socket, address, request.candidates, now, budget)
         if previous is not None:
             registration.counters = previous.counters
             registration.pairs = previous.pairs
@@ -245,7 +228,7 @@ class RelayServer:
             return
         source.last_seen = now
         size = len(data) - wire.RELAY_HEADER_BYTES
-        if not source.bucket.take(size, now, self.settings):
+        if not source.budget.take(size, now):
             source.counters.dropped_rate += 1
             return
         destination = self._registrations.get(data[1 : 1 + wire.ID_BYTES])
@@ -267,7 +250,7 @@ class RelayServer:
         source = self._source(relay_socket, data, address)
         if source is None:
             return
-        if not source.bucket.take(0, now, self.settings):
+        if not source.budget.take(0, now):
             source.counters.dropped_rate += 1
             return
         target = self._registrations.get(data[1:])

@@ -132,6 +132,23 @@ def test_a_registration_from_a_new_address_moves_the_node_there() -> None:
     assert forward(core, peer_address, frank, NOW + 1)[0].address == new
 
 
+def test_a_new_node_id_at_an_address_takes_it_over_and_the_old_ones_expiry_does_not_unregister_it() -> None:
+    core = relay()
+    address, peer, peer_address = ("192.0.2.8", 8), Identity.generate(), ("192.0.2.9", 9)
+    first, second = Identity.generate(), Identity.generate()  # a node restarted with a fresh identity
+    register(core, peer, peer_address, NOW)
+    register(core, first, address, NOW)
+    register(core, second, address, NOW + EXPIRY_S / 2)
+    assert registered_address(core, first) is None
+    # No relayed packet for the old NodeId lands on the new node.
+    assert forward(core, peer_address, first, NOW + EXPIRY_S / 2)[0].data[0] == wire.UNREACHABLE
+    keep_alive(core, peer, peer_address, NOW + EXPIRY_S)
+    keep_alive(core, second, address, NOW + EXPIRY_S)
+    core.sweep(NOW + EXPIRY_S + 1)
+    [relayed] = forward(core, address, peer, NOW + EXPIRY_S + 1)
+    assert relayed.data == wire.relayed(second.node_id.raw, PAYLOAD)
+
+
 def test_a_full_relay_refuses_newcomers_and_still_renews_the_registered() -> None:
     core = relay(max_nodes=2)
     nodes = [Identity.generate() for _ in range(3)]

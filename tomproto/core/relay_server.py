@@ -14,6 +14,8 @@ Rules it enforces:
 - it forwards only from a registered address and names the source by the NodeId registered
   there; a per-node budget of packets and bytes (core TokenBuckets) drops excess traffic,
   nothing is queued;
+- one address is one registration: a NodeId registered from an address another NodeId held
+  takes it over (the old one is forgotten), and a node that registers from a new address moves;
 - every table is bounded (registrations, spent challenges, budgets, pair counters) and
   registrations expire: `sweep(now)` is due every `SWEEP_INTERVAL_S` (`next_deadline()`);
 - it counts packets and bytes per registered node and per (source, destination) pair of
@@ -169,6 +171,12 @@ class RelayCore:
         if request.node_id not in self._registrations and len(self._registrations) >= self.settings.max_nodes:
             self.events["refused_full"] += 1
             return _answer(data, wire.refused(Refusal.full, "relay full"), address, socket)
+        holder = self._by_address.get((socket, address))
+        if holder is not None and holder != request.node_id:
+            # One address is one node: the one that just proved it (a restart with a new
+            # identity). Left registered, the old NodeId would have its packets relayed here.
+            self._drop(holder)
+            self.events["address_taken"] += 1
         previous = self._registrations.get(request.node_id)
         if previous is not None:
             self._by_address.pop((previous.socket, previous.address), None)
@@ -271,7 +279,8 @@ class RelayCore:
     def _drop(self, node_id: bytes) -> None:
         """Forget a registration, and the pair counters it is part of."""
         registration = self._registrations.pop(node_id)
-        self._by_address.pop((registration.socket, registration.address), None)
+        if self._by_address.get((registration.socket, registration.address)) == node_id:
+            del self._by_address[registration.socket, registration.address]
         for pair in registration.pairs:
             self.pair_bytes.pop(pair, None)
             other = self._registrations.get(pair[1] if pair[0] == node_id else pair[0])

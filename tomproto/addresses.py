@@ -2,18 +2,19 @@
 
 A host that looks like an IP address must be one: `256.1.1.1` or `1.2.3` is a typo, not a host
 name to look up. IP addresses come back in their canonical spelling (`[0:0::1]` is `::1`), so
-that an address compares equal to the one the socket reports for the same peer.
+that an address compares equal to the one the socket reports for the same peer. Nothing here
+touches the network (sans-IO code formats addresses with it); host names are looked up by
+`tomstress.addresses.resolve_host_port`, where the command line needs it.
 """
 
 from __future__ import annotations
 
 import ipaddress
 import re
-import socket
 
 from tomproto.core.paths import format_host_port
 
-__all__ = ["parse_host_port", "format_host_port", "resolve_host_port", "ip_version", "wildcard_for", "HOST_PORT_FORM"]
+__all__ = ["parse_host_port", "format_host_port", "ip_version", "wildcard_for", "HOST_PORT_FORM"]
 
 HOST_PORT_FORM = "HOST:PORT, e.g. 127.0.0.1:7400 or [::1]:7400"
 
@@ -76,15 +77,3 @@ def wildcard_for(peer: tuple[str, int] | None) -> str:
     """The wildcard to bind a socket that talks to `peer`: one of the peer's IP family, since a
     socket of one family cannot reach the other (IPv4 when there is no peer yet)."""
     return "::" if peer is not None and ip_version(peer[0]) == 6 else "0.0.0.0"
-
-
-def resolve_host_port(address: tuple[str, int]) -> tuple[str, int]:
-    """The address with its host name looked up (once, here: not at every packet sent); an IP
-    address comes back as it is. OSError (socket.gaierror) when the name does not resolve."""
-    host, port = address
-    if ip_version(host) is not None:
-        return address
-    found = socket.getaddrinfo(host, port, type=socket.SOCK_DGRAM)
-    # Prefer IPv4, as most relays and responders listen there; an IPv6-only name still works.
-    found.sort(key=lambda entry: entry[0] != socket.AF_INET)
-    return str(found[0][4][0]), port

@@ -20,22 +20,26 @@ from functools import total_ordering
 from pathlib import Path
 
 import nacl.bindings as sodium
+from nacl.exceptions import CryptoError as SodiumError
 
 from tomproto.errors import IdentityError
 
 __all__ = [
     "NODE_ID_BYTES",
     "SEED_BYTES",
+    "SIGNATURE_BYTES",
     "NodeId",
     "Identity",
     "load_identity",
     "create_identity_file",
     "load_or_create_identity",
     "exposure_warning",
+    "verify_signature",
 ]
 
 NODE_ID_BYTES = 32
 SEED_BYTES = 32
+SIGNATURE_BYTES = 64
 _LOWER_HEX_64 = re.compile(r"[0-9a-f]{64}")
 _BASE32_52 = re.compile(r"[A-Za-z2-7]{52}")
 
@@ -126,6 +130,20 @@ class Identity:
     def x25519_secret(self) -> bytes:
         """The X25519 secret matching this node's Ed25519 key (for end-to-end decryption)."""
         return self._x25519_secret
+
+
+def verify_signature(signature: bytes, message: bytes, node_id_raw: bytes) -> bool:
+    """Whether `signature` is the Ed25519 signature of `message` by the key `node_id_raw`.
+
+    The one verifier of the package: whatever comes from the network (a short signature, a key
+    of the wrong length or off the curve) is a False, never an exception."""
+    if len(signature) != SIGNATURE_BYTES:  # else libsodium would take message bytes as signature
+        return False
+    try:
+        sodium.crypto_sign_open(signature + message, node_id_raw)
+    except (SodiumError, ValueError, TypeError):
+        return False
+    return True
 
 
 def load_identity(path: Path) -> Identity:

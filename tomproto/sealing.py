@@ -3,8 +3,8 @@
 Rules (spec/protocol.md §3):
 - Chat payloads are end-to-end encrypted for the recipient; other types are signed in clear
   unless the caller asks for encryption;
-- the signature covers everything but signature and ttl, and is verified with libsodium, which
-  refuses non-canonical signatures;
+- the signature covers everything but signature and ttl, and is verified with libsodium
+  (`identity.verify_signature`), which refuses non-canonical signatures;
 - **Decision**: an unsigned or badly signed envelope is rejected with a reason, never delivered
   with a flag; so is a Chat that is not encrypted, unless the caller explicitly allows it.
 Every refusal is an `EnvelopeRejected` carrying a `RejectReason`, for counting and events.
@@ -20,13 +20,9 @@ import uuid
 from collections.abc import Callable
 from dataclasses import dataclass
 
-import nacl.bindings as sodium
-from nacl.exceptions import BadSignatureError
-from nacl.exceptions import CryptoError as SodiumError
-
 from tomproto.crypto.e2e import decrypt_with, encrypt_for
 from tomproto.errors import CryptoError, DecodeError, RemoteError
-from tomproto.identity import Identity, NodeId
+from tomproto.identity import Identity, NodeId, verify_signature
 from tomproto.wire.codec import decode, encode
 from tomproto.wire.envelope import (
     DEFAULT_TTL,
@@ -177,15 +173,19 @@ def _decode(data: bytes) -> tuple[Envelope, bytes]:
         raise EnvelopeRejected(RejectReason(error.reason), str(error)) from None
 
 
+def _key_bytes(node_id_hex: str) -> bytes:
+    """The raw key a hex NodeId names; empty (which verifies nothing) when it is not hex."""
+    try:
+        return bytes.fromhex(node_id_hex)
+    except ValueError:
+        return b""
+
+
 def _verify(envelope: Envelope, signed: bytes) -> None:
     if not envelope.is_signed:
         raise EnvelopeRejected(RejectReason.unsigned, "envelope carries no signature")
-    try:
-        sodium.crypto_sign_open(envelope.signature + signed, bytes.fromhex(envelope.sender))
-    except (BadSignatureError, SodiumError, ValueError):
-        raise EnvelopeRejected(
-            RejectReason.bad_signature, "signature does not verify against the sender's key"
-        ) from None
+    if not verify_signature(envelope.signature, signed, _key_bytes(envelope.sender)):
+        raise EnvelopeRejected(RejectReason.bad_signature, "signature does not verify against the sender's key")
 
 
 def verify_envelope(data: bytes) -> Envelope:

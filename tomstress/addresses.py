@@ -2,12 +2,15 @@
 
 from __future__ import annotations
 
+import socket
+
 import typer
 
-from tomproto.addresses import format_host_port, parse_host_port, resolve_host_port
+from tomproto.addresses import format_host_port, ip_version, parse_host_port
 from tomstress.cli.common import EXIT_UNREACHABLE, fail
 
-__all__ = ["parse_host_port", "host_port_option", "peer_address_option", "peer_address", "format_host_port"]
+__all__ = ["parse_host_port", "host_port_option", "peer_address_option", "peer_address", "format_host_port",
+           "resolve_host_port"]  # fmt: skip
 
 
 def host_port_option(text: str) -> tuple[str, int]:
@@ -25,6 +28,18 @@ def peer_address_option(text: str) -> tuple[str, int]:
         return parse_host_port(text, allow_port_zero=False)
     except ValueError as error:
         raise typer.BadParameter(str(error)) from None
+
+
+def resolve_host_port(address: tuple[str, int]) -> tuple[str, int]:
+    """The address with its host name looked up (once, here: not at every packet sent); an IP
+    address comes back as it is. OSError (socket.gaierror) when the name does not resolve."""
+    host, port = address
+    if ip_version(host) is not None:
+        return address
+    found = socket.getaddrinfo(host, port, type=socket.SOCK_DGRAM)
+    # Prefer IPv4, as most relays and responders listen there; an IPv6-only name still works.
+    found.sort(key=lambda entry: entry[0] != socket.AF_INET)
+    return str(found[0][4][0]), port
 
 
 def peer_address(option: str, text: str) -> tuple[str, int]:

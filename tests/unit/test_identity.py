@@ -17,6 +17,7 @@ from tomproto.identity import (
     create_identity_file,
     load_identity,
     load_or_create_identity,
+    verify_signature,
 )
 
 SEED = bytes(range(32))
@@ -67,6 +68,20 @@ def test_signature_verifies_with_the_node_id() -> None:
     signature = KNOWN.sign(b"hello")
     assert len(signature) == 64
     assert sodium.crypto_sign_open(signature + b"hello", KNOWN.node_id.raw) == b"hello"
+    assert verify_signature(signature, b"hello", KNOWN.node_id.raw)
+
+
+def test_only_the_keys_own_signature_of_those_very_bytes_verifies_and_garbage_never_raises() -> None:
+    signature = KNOWN.sign(b"hello")
+    other = Identity.from_seed(b"o" * 32)
+    assert not verify_signature(signature, b"hellO", KNOWN.node_id.raw)
+    assert not verify_signature(signature, b"hello", other.node_id.raw)
+    assert not verify_signature(other.sign(b"hello"), b"hello", KNOWN.node_id.raw)
+    # A 63-byte signature must not borrow the message's first byte to make up 64.
+    short = KNOWN.sign(b"ello")
+    assert not verify_signature(short[:63], short[63:] + b"ello", KNOWN.node_id.raw)
+    for key in (b"", b"k" * 31, b"\xff" * 32, b"k" * 33):
+        assert not verify_signature(signature, b"hello", key)
 
 
 def test_identity_file_is_created_private_with_its_directories(tmp_path: Path) -> None:

@@ -6,7 +6,7 @@ from __future__ import annotations
 import pytest
 
 from tomproto.relay import protocol as wire
-from tomproto.relay.challenges import ChallengeRefusal, Challenges, ChallengeSettings
+from tomproto.core.relay_challenges import ChallengeRefusal, Challenges, ChallengeSettings
 
 SECRET = b"r" * 32
 SOCKET = b"socket-1"

@@ -43,7 +43,7 @@ from enum import Enum
 from tomproto.core.budget import SourceBudgets, TokenBucket, source_key
 from tomproto.core.tokens import RETRY_SCID_BYTES, RetryToken, check_token, mint_token
 
-__all__ = ["Action", "AdmissionSettings", "AdmissionPolicy", "Verdict", "SECRET_BYTES"]
+__all__ = ["SECRET_BYTES", "Action", "AdmissionPolicy", "AdmissionSettings", "Verdict"]
 
 SECRET_BYTES = 32
 _REFUSALS_TRACKED = 256  # distinct sources with their own refusal counter (the rest: "other")

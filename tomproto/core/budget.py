@@ -1,4 +1,5 @@
-"""Rate budgets: one token bucket, and a bounded table of buckets keyed by source.
+"""Rate budgets: one token bucket (the only one in the package), a packet-and-byte budget made
+of two of them, and a bounded table of buckets keyed by source.
 
 A source is an IPv4 address or an IPv6 /64 (one subscriber usually holds a whole /64, so keying
 by full IPv6 address would give one host 2^64 budgets). Ports are never part of a source: one
@@ -10,7 +11,7 @@ from __future__ import annotations
 import ipaddress
 from dataclasses import dataclass
 
-__all__ = ["TokenBucket", "SourceBudgets", "source_key"]
+__all__ = ["PacketByteBudget", "SourceBudgets", "TokenBucket", "source_key"]
 
 
 def source_key(host: str) -> str:
@@ -44,11 +45,37 @@ class TokenBucket:
         self.tokens = min(self.burst, self.tokens + elapsed_s * self.rate_per_s)
         self.at_s = now
 
-    def take(self, now: float, amount: float = 1.0) -> bool:
+    def holds(self, now: float, amount: float = 1.0) -> bool:
+        """Whether `take(now, amount)` would succeed (nothing is taken)."""
         self.refill(now)
-        if self.tokens < amount:
+        return self.tokens >= amount
+
+    def take(self, now: float, amount: float = 1.0) -> bool:
+        if not self.holds(now, amount):
             return False
         self.tokens -= amount
+        return True
+
+
+@dataclass(slots=True)
+class PacketByteBudget:
+    """A packet rate and a byte rate, one bucket each. A packet passes only when both buckets hold
+    enough for it, and then takes from both; a refused packet takes from neither (else a flood
+    of large packets refused by bytes would also spend the packet budget, and the other way)."""
+
+    packets: TokenBucket
+    bytes: TokenBucket
+
+    @classmethod
+    def full(cls, packets_per_s: float, bytes_per_s: float, now: float) -> PacketByteBudget:
+        """Both buckets full, each holding one second's worth."""
+        return cls(TokenBucket.full(packets_per_s, packets_per_s, now), TokenBucket.full(bytes_per_s, bytes_per_s, now))
+
+    def take(self, size: int, now: float) -> bool:
+        if not (self.packets.holds(now) and self.bytes.holds(now, size)):
+            return False
+        self.packets.take(now)
+        self.bytes.take(now, size)
         return True
 
 

@@ -16,10 +16,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-import nacl.bindings as sodium
-from nacl.exceptions import BadSignatureError, CryptoError
-
-from tomproto.identity import Identity
+from tomproto.identity import Identity, verify_signature
 
 __all__ = ["KIND_RESET_NOTICE", "is_quic_packet", "ResetNotice", "encode_reset_notice", "decode_reset_notice"]
 
@@ -39,11 +36,7 @@ class ResetNotice:
     signature: bytes
 
     def verifies(self) -> bool:
-        try:
-            sodium.crypto_sign_open(self.signature + _signed(self.node_id_raw, self.connection_id), self.node_id_raw)
-        except (BadSignatureError, CryptoError, ValueError):
-            return False
-        return True
+        return verify_signature(self.signature, _signed(self.node_id_raw, self.connection_id), self.node_id_raw)
 
 
 def _signed(node_id_raw: bytes, connection_id: bytes) -> bytes:

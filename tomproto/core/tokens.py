@@ -23,7 +23,7 @@ import struct
 from dataclasses import dataclass
 from enum import Enum
 
-__all__ = ["RetryToken", "TokenError", "mint_token", "check_token", "RETRY_SCID_BYTES", "TOKEN_VERSION"]
+__all__ = ["RETRY_SCID_BYTES", "TOKEN_VERSION", "RetryToken", "TokenError", "check_token", "mint_token"]
 
 TOKEN_VERSION = 1
 RETRY_SCID_BYTES = 8

@@ -14,11 +14,10 @@ from collections.abc import Callable
 from dataclasses import replace
 
 import nacl.bindings as sodium
-from nacl.exceptions import BadSignatureError
 from nacl.exceptions import CryptoError as SodiumError
 
 from tomproto.errors import CryptoError, LocalError
-from tomproto.identity import Identity
+from tomproto.identity import Identity, verify_signature
 from tomproto.wire.codec import decode, encode
 from tomproto.wire.group import GroupMessage, GroupMessageContent
 
@@ -86,9 +85,11 @@ def verify_group_message(message: GroupMessage) -> None:
         raise CryptoError("group message is not signed")
     signed = group_signing_bytes(message)
     try:
-        sodium.crypto_sign_open(message.sender_signature + signed, bytes.fromhex(message.sender_id))
-    except (BadSignatureError, SodiumError, ValueError):
+        sender = bytes.fromhex(message.sender_id)
+    except ValueError:
         raise CryptoError("group message signature does not verify") from None
+    if not verify_signature(message.sender_signature, signed, sender):
+        raise CryptoError("group message signature does not verify")
 
 
 def open_group_message(message: GroupMessage, sender_key: bytes | None) -> GroupMessageContent:

@@ -11,10 +11,7 @@ import ipaddress
 import struct
 from dataclasses import dataclass
 
-import nacl.bindings as sodium
-from nacl.exceptions import BadSignatureError, CryptoError
-
-from tomproto.identity import Identity
+from tomproto.identity import Identity, verify_signature
 
 __all__ = [
     "HELLO", "CHALLENGE", "REGISTER", "REGISTERED", "REFUSED", "KEEPALIVE", "KEEPALIVE_ACK",
@@ -22,7 +19,7 @@ __all__ = [
     "RELAY_KINDS", "Refusal", "Address", "pack_address", "unpack_address",
     "hello", "challenge", "register", "Register", "parse_register", "registered", "refused",
     "keepalive", "keepalive_ack", "forward", "relayed", "unreachable", "call", "call_from",
-    "parse_call_from", "punch", "Punch", "parse_punch", "verify_signature", "MAX_CANDIDATES",
+    "parse_call_from", "punch", "Punch", "parse_punch", "MAX_CANDIDATES",
     "RELAY_HEADER_BYTES", "HELLO_BYTES", "CHALLENGE_BYTES",
 ]  # fmt: skip
 
@@ -74,14 +71,6 @@ def unpack_address(data: bytes) -> Address:
     port = struct.unpack(">H", data[16:18])[0]
     host = str(ip.ipv4_mapped) if ip.ipv4_mapped is not None else str(ip)
     return host, port
-
-
-def verify_signature(signature: bytes, message: bytes, node_id: bytes) -> bool:
-    try:
-        sodium.crypto_sign_open(signature + message, node_id)
-    except (BadSignatureError, CryptoError, ValueError, TypeError):
-        return False
-    return True
 
 
 def hello(node_id: bytes) -> bytes:

@@ -26,7 +26,7 @@ from enum import Enum
 from tomproto.core.budget import SourceBudgets, source_key
 from tomproto.relay.protocol import CHALLENGE_NONCE_BYTES
 
-__all__ = ["ChallengeSettings", "Challenges", "ChallengeRefusal"]
+__all__ = ["ChallengeRefusal", "ChallengeSettings", "Challenges"]
 
 _ISSUED = struct.Struct(">I")
 _CONTEXT = b"tom-relay-challenge-v1"

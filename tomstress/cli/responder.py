@@ -21,7 +21,7 @@ from tomproto.sealing import RejectReason
 from tomproto.stopsignals import install_stop_handlers
 from tomproto.terminal import guarded_stderr, guarded_stdout
 from tomproto.transport import PathChanged, TransportError, TransportSettings
-from tomproto.transport.relay_client import local_ipv4_addresses
+from tomproto.transport.interfaces import local_ipv4_addresses
 from tomstress.addresses import format_host_port, host_port_option, peer_address
 from tomstress.archive import to_json
 from tomstress.cli.common import EXIT_UNREACHABLE, SERVER_EXIT_CODES_HELP, fail, warn

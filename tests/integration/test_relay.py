@@ -10,6 +10,7 @@ from tests.integration.test_transport import Inbox, echo, endpoint, run
 from tomproto.identity import Identity
 from tomproto.relay import protocol as wire
 from tomproto.relay.server import RelayServer
+from tomstress.natreport import probe_mappings
 
 BOUND_S = 5.0
 
@@ -108,6 +109,21 @@ def test_the_relay_counts_what_it_forwards_per_node_and_per_pair() -> None:
             assert forwarded["packets_in"] > 0 and forwarded["bytes_in"] > 0
             pairs = {(pair["from"], pair["to"]): pair["bytes"] for pair in stats["pairs"]}
             assert pairs[dialer.node_id.hex, listener.node_id.hex] == forwarded["bytes_in"]
+        finally:
+            relay.close()
+
+    run(scenario())
+
+
+def test_nat_report_registers_on_every_relay_address_and_gets_its_own_mapping_back() -> None:
+    async def scenario() -> None:
+        relay = RelayServer(Identity.generate())
+        await relay.start([("127.0.0.1", 0), ("127.0.0.1", 0)])
+        try:
+            local, mappings = await probe_mappings(relay.addresses, timeout_s=1.0)
+            # No NAT on loopback: both relay sockets see our socket's own address.
+            assert mappings == [("127.0.0.1", local[1]), ("127.0.0.1", local[1])]
+            assert relay.events["registered"] == 2
         finally:
             relay.close()
 

@@ -11,6 +11,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from tests.relaying import register_with
 from tomproto.core.relay_registration import (
     ObservedAddressChanged,
     Registered,
@@ -115,9 +116,8 @@ def test_the_handshake_registers_us_with_our_candidates_and_tells_the_address_th
     assert net.client.observed_address == NODE_ADDRESS and net.client.relay_id == net.core.identity.node_id.raw
     assert [data[0] for _, data in net.sent] == [wire.HELLO, wire.REGISTER]
     # The relay hands our candidates to a peer that calls us, after the address it sees.
-    peer, peer_address = Identity.generate(), ("192.0.2.99", 1)
-    [challenge] = net.core.handle(wire.hello(peer.node_id.raw), peer_address, T)
-    net.core.handle(wire.register(peer, challenge.data[1:33], challenge.data[33:], []), peer_address, T)
+    peer_address = ("192.0.2.99", 1)
+    register_with(net.core, Identity.generate(), peer_address, T)
     _, to_peer = net.core.handle(wire.call(net.client.identity.node_id.raw), peer_address, T)
     assert wire.parse_call_from(to_peer.data) == (net.client.identity.node_id.raw, (NODE_ADDRESS, *CANDIDATES))
 

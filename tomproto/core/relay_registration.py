@@ -33,6 +33,7 @@ from tomproto.relay import protocol as wire
 from tomproto.relay.protocol import Address
 
 __all__ = [
+    "HELLO_INTERVAL_S",
     "MAX_KEEPALIVE_S",
     "MIN_KEEPALIVE_S",
     "REGISTER_TIMEOUT_S",

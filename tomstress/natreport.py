@@ -19,8 +19,8 @@ from dataclasses import dataclass
 from typing import Any
 
 from tomproto.addresses import format_host_port, wildcard_for
+from tomproto.core.relay_registration import RegistrationState, RelayRegistration
 from tomproto.identity import Identity
-from tomproto.relay import protocol as wire
 from tomproto.relay.protocol import Address
 from tomproto.transport.interfaces import local_ipv4_addresses
 
@@ -45,24 +45,24 @@ class _Prober(asyncio.DatagramProtocol):
 
 async def _mapping(transport: asyncio.DatagramTransport, prober: _Prober, identity: Identity, relay: Address,
                    timeout_s: float) -> Address | None:  # fmt: skip
-    """Register with the relay at `relay`; the address it saw us from, or None if it never answered."""
+    """Register with the relay at `relay` (a HELLO every `timeout_s`, ATTEMPTS of them); the
+    address it saw us from, or None if it never answered or refused us."""
     loop = asyncio.get_running_loop()
-    for _ in range(ATTEMPTS):
-        transport.sendto(wire.hello(identity.node_id.raw), relay)
-        deadline = loop.time() + timeout_s
-        while (remaining := deadline - loop.time()) > 0:
-            try:
-                data, source = await asyncio.wait_for(prober.replies.get(), remaining)
-            except TimeoutError:
-                break
-            if source != relay or not data:
-                continue
-            if data[0] == wire.CHALLENGE and len(data) == wire.CHALLENGE_BYTES:
-                relay_id, nonce = data[1 : 1 + wire.ID_BYTES], data[1 + wire.ID_BYTES :]
-                transport.sendto(wire.register(identity, relay_id, nonce, []), relay)
-            elif data[0] == wire.REGISTERED:
-                return wire.unpack_address(data[1 : 1 + wire.ADDRESS_BYTES])
-    return None
+    registration = RelayRegistration(identity, relay, [], timeout_s=ATTEMPTS * timeout_s, hello_interval_s=timeout_s)
+    registration.start(loop.time())
+    while registration.state is RegistrationState.registering:
+        for datagram in registration.datagrams_to_send():
+            transport.sendto(datagram, relay)
+        deadline = registration.next_deadline()
+        remaining_s = 0.0 if deadline is None else deadline - loop.time()
+        try:
+            data, source = await asyncio.wait_for(prober.replies.get(), max(0.0, remaining_s))
+        except asyncio.TimeoutError:
+            registration.handle_timer(loop.time())
+            continue
+        if source == relay:
+            registration.receive(data, loop.time())
+    return registration.observed_address if registration.state is RegistrationState.registered else None
 
 
 async def probe_mappings(relays: list[Address], timeout_s: float = 1.0) -> tuple[Address, list[Address | None]]:

@@ -7,9 +7,11 @@ import asyncio
 import socket
 
 from tests.integration.test_transport import Inbox, endpoint, run
+from tomproto.core.relay_registration import RegistrationState, RelayRegistration
 from tomproto.identity import Identity
 from tomproto.relay import protocol as wire
 from tomproto.relay.server import RelayServer
+from tomstress.natreport import probe_mappings
 
 BOUND_S = 5.0
 
@@ -27,6 +29,21 @@ class RawClient:
         loop = asyncio.get_running_loop()
         self.sock.sendto(packet, self.relay)
         return await asyncio.wait_for(loop.sock_recv(self.sock, 65536), BOUND_S)
+
+    async def register(self, identity: Identity) -> bytes:
+        """Register `identity` from this socket, as a node does (RelayRegistration, one answer
+        awaited per packet); the REGISTER that was accepted, to replay."""
+        node = RelayRegistration(identity, self.relay, [("192.0.2.2", 7400)])
+        node.start(0.0)
+        accepted = b""
+        while node.state is RegistrationState.registering:
+            datagrams = node.datagrams_to_send()
+            assert datagrams, f"still registering, nothing to send (refused: {node.refusal})"
+            for datagram in datagrams:
+                node.receive(await self.ask(datagram), 0.0)
+                accepted = datagram if datagram[0] == wire.REGISTER else accepted
+        assert node.state is RegistrationState.registered, node.refusal
+        return accepted
 
     def close(self) -> None:
         self.sock.close()
@@ -73,9 +90,7 @@ def test_a_replayed_registration_is_refused() -> None:
         carol = Identity.generate()
         try:
             client = RawClient(relay.addresses[0])
-            challenge = await client.ask(wire.hello(carol.node_id.raw))
-            registration = wire.register(carol, challenge[1:33], challenge[33:], [("192.0.2.2", 7400)])
-            assert (await client.ask(registration))[0] == wire.REGISTERED
+            registration = await client.register(carol)
             # The same bytes again, from the same address and from another: the challenge is spent.
             assert (await client.ask(registration))[:2] == bytes([wire.REFUSED, wire.Refusal.unknown_challenge])
             other = RawClient(relay.addresses[0])
@@ -108,6 +123,21 @@ def test_the_relay_counts_what_it_forwards_per_node_and_per_pair() -> None:
             assert forwarded["packets_in"] > 0 and forwarded["bytes_in"] > 0
             pairs = {(pair["from"], pair["to"]): pair["bytes"] for pair in stats["pairs"]}
             assert pairs[dialer.node_id.hex, listener.node_id.hex] == forwarded["bytes_in"]
+        finally:
+            relay.close()
+
+    run(scenario())
+
+
+def test_nat_report_registers_on_every_relay_address_and_gets_its_own_mapping_back() -> None:
+    async def scenario() -> None:
+        relay = RelayServer(Identity.generate())
+        await relay.start([("127.0.0.1", 0), ("127.0.0.1", 0)])
+        try:
+            local, mappings = await probe_mappings(relay.addresses, timeout_s=1.0)
+            # No NAT on loopback: both relay sockets see our socket's own address.
+            assert mappings == [("127.0.0.1", local[1]), ("127.0.0.1", local[1])]
+            assert relay.events["registered"] == 2
         finally:
             relay.close()
 

@@ -8,7 +8,13 @@ from __future__ import annotations
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from tomproto.core.relay_server import SWEEP_INTERVAL_S, Outgoing, RelayCore, RelaySettings
+from tests.relaying import register_with
+from tomproto.core.relay_server import (
+    SWEEP_INTERVAL_S,
+    Outgoing,
+    RelayCore,
+    RelaySettings,
+)
 from tomproto.identity import Identity
 from tomproto.relay import protocol as wire
 
@@ -31,10 +37,7 @@ def challenge_for(core: RelayCore, identity: Identity, address: Address, now: fl
 
 
 def register(core: RelayCore, identity: Identity, address: Address, now: float, socket: int = 0) -> None:
-    challenge = challenge_for(core, identity, address, now, socket)
-    registration = wire.register(identity, challenge[1:33], challenge[33:], [("192.168.1.5", 7400)])
-    [answer] = core.handle(registration, address, now, socket)
-    assert answer.data[0] == wire.REGISTERED and answer.address == address and answer.socket == socket
+    register_with(core, identity, address, now, socket=socket, candidates=[("192.168.1.5", 7400)])
 
 
 def forward(core: RelayCore, address: Address, to: Identity, now: float, payload: bytes = PAYLOAD) -> list[Outgoing]:

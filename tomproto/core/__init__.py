@@ -9,6 +9,7 @@ from tomproto.core.budget import (
     TokenBucket,
     source_key,
 )
+from tomproto.core.relay_registration import RegistrationState, RelayRegistration
 from tomproto.core.relay_server import Outgoing, RelayCore, RelaySettings
 from tomproto.core.tokens import RetryToken, TokenError, check_token, mint_token
 
@@ -18,7 +19,9 @@ __all__ = [
     "AdmissionSettings",
     "Outgoing",
     "PacketByteBudget",
+    "RegistrationState",
     "RelayCore",
+    "RelayRegistration",
     "RelaySettings",
     "RetryToken",
     "SourceBudgets",

@@ -45,6 +45,10 @@ class TokenBucket:
         self.tokens = min(self.burst, self.tokens + elapsed_s * self.rate_per_s)
         self.at_s = now
 
+    def refilled_by(self, now: float) -> bool:
+        """Whether the bucket is back to its burst at `now` (nothing changes)."""
+        return self.tokens + max(0.0, now - self.at_s) * self.rate_per_s >= self.burst
+
     def holds(self, now: float, amount: float = 1.0) -> bool:
         """Whether `take(now, amount)` would succeed (nothing is taken)."""
         self.refill(now)
@@ -113,5 +117,5 @@ class SourceBudgets:
         if now - self._pruned_at_s < 1.0:
             return
         self._pruned_at_s = now
-        for source in [s for s, b in self._buckets.items() if b.tokens + (now - b.at_s) * b.rate_per_s >= b.burst]:
+        for source in [s for s, b in self._buckets.items() if b.refilled_by(now)]:
             del self._buckets[source]

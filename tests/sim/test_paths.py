@@ -11,7 +11,8 @@ from tests.sim.nat import EIM_APDF, SYMMETRIC
 from tests.sim.world import A_PRIVATE, B_PRIVATE, HOME_A_PUBLIC, RELAY, World
 from tomproto.core.direct_path import KEEPALIVE_S, RETRY_S, SILENT_AFTER_S
 from tomproto.core.paths import Path, Transport
-from tomproto.core.transport_events import PathChanged, Received
+from tomproto.core.relay_link import REREGISTER_MAX_S
+from tomproto.core.transport_events import PathChanged, Received, RelayRegistered, RelayRegistrationFailed
 
 SEEDS = range(200)
 LOSSY = Impairment(delay_s=0.020, jitter_s=0.005, loss=0.05)
@@ -98,6 +99,25 @@ def test_a_black_holed_direct_path_falls_back_to_the_relay_in_time_and_returns_a
             assert sorted(probes_received(world)) == [probe(seq) for seq in range(500)], seed
             paths = {event.path for event in world.bob.received()}
             assert paths == {Path.direct, Path.relay}, seed
+
+
+def test_a_node_whose_relay_restarted_and_stayed_away_registers_again_by_itself() -> None:
+    with World(11, impairment=Impairment(delay_s=0.010)) as world:
+        world.register()
+        restart_at = world.network.now + 1.0
+        world.network.scheduler.call_at(restart_at, world.restart_relay)
+        # The restarted relay answers Alice's next keep-alive with "not registered" and she
+        # registers again at once; then it is out of her reach for 80 s: she notices its
+        # silence, and her registrations time out until it is back.
+        world.network.partition([A_PRIVATE], [RELAY], start_s=restart_at + 20, end_s=restart_at + 100)
+        world.run_until(restart_at + 180)
+        failed = [entry.at_s for entry in world.alice.timed(RelayRegistrationFailed)]
+        again = [entry.at_s for entry in world.alice.timed(RelayRegistered)]
+        assert len(failed) >= 2 and all(restart_at + 20 <= at <= restart_at + 100 for at in failed)
+        assert len(again) == 3  # the first registration, after "not registered", after the silence
+        assert restart_at < again[1] < restart_at + 20
+        assert restart_at + 100 < again[2] <= restart_at + 100 + REREGISTER_MAX_S + 1
+        assert world.relay.stats()["nodes"][world.alice.identity.node_id.raw.hex()]["address"].startswith(HOME_A_PUBLIC)
 
 
 def test_the_same_seed_gives_the_same_packets_and_events_and_another_seed_does_not() -> None:

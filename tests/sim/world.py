@@ -107,13 +107,21 @@ class World:
         self.network = SimNetwork(self.seed, default=self.impairment, trace=self.trace)
         relay_identity = Identity.from_seed(self.random_bytes(32))
         self.relay = RelayCore(relay_identity, secret=self.random_bytes(32), now=0.0)
-        self.network.attach(MachineHost(self.relay), RELAY)
+        self._relay_host = MachineHost(self.relay)
+        self.network.attach(self._relay_host, RELAY)
         home_a = self.network.add_nat(HOME_A_PUBLIC, self.nat_a)
         home_b = self.network.add_nat(HOME_B_PUBLIC, self.nat_b)
         self.alice = self._node("alice", A_PRIVATE)
         self.bob = self._node("bob", B_PRIVATE)
         self.network.attach(self.alice, A_PRIVATE, nat=home_a)
         self.network.attach(self.bob, B_PRIVATE, nat=home_b)
+
+    def restart_relay(self) -> None:
+        """The relay restarts: same identity and address, every registration forgotten."""
+        self.network.detach(self._relay_host)
+        self.relay = RelayCore(self.relay.identity, secret=self.random_bytes(32), now=self.network.now)
+        self._relay_host = MachineHost(self.relay)
+        self.network.attach(self._relay_host, RELAY)
 
     def random_bytes(self, size: int) -> bytes:
         return self.rng.randbytes(size)

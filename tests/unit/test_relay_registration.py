@@ -4,7 +4,7 @@ no sleep."""
 
 from __future__ import annotations
 
-import asyncio
+import os
 from collections.abc import Callable
 
 import pytest
@@ -12,6 +12,8 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from tests.relaying import register_with
+from tomproto.core.endpoint import EndpointCore
+from tomproto.core.quic import TransportSettings
 from tomproto.core.relay_registration import (
     ObservedAddressChanged,
     Registered,
@@ -22,10 +24,10 @@ from tomproto.core.relay_registration import (
     RelayRegistration,
 )
 from tomproto.core.relay_server import RelayCore, RelaySettings
+from tomproto.core.transport_events import RelayRegistrationFailed
+from tomproto.errors import RelayRefused
 from tomproto.identity import Identity
 from tomproto.relay import protocol as wire
-from tomproto.transport.errors import TransportError
-from tomproto.transport.relay_client import RelayClient
 
 T = 1_000.0
 RELAY_ADDRESS = ("203.0.113.1", 7478)
@@ -269,24 +271,16 @@ def test_garbage_from_the_relays_address_never_raises_and_leaves_a_consistent_ma
         assert net.client.state is RegistrationState.idle and net.client.datagrams_to_send() == []
 
 
-# -- the asyncio wrapper the endpoint uses today ----------------------------------------------
+# -- as the node's transport core reports it ----------------------------------------------------
 
 
-class _Endpoint:
-    def __init__(self) -> None:
-        self.identity = Identity.generate()
-        self.local_address = ("192.168.1.20", 7400)
-
-
-def test_the_relay_client_names_an_ipv6_relay_in_brackets_when_refused() -> None:
-    async def scenario() -> None:
-        client: RelayClient
-
-        def send(data: bytes, address: tuple[str, int]) -> None:  # the relay answers at once
-            client.handle(wire.refused(wire.Refusal.full, "relay full"))
-
-        client = RelayClient(_Endpoint(), ("2001:db8::1", 7478), send)  # type: ignore[arg-type]
-        with pytest.raises(TransportError, match=r"relay \[2001:db8::1\]:7478 refused us: relay full"):
-            await client.register()
-
-    asyncio.run(scenario())
+def test_the_node_names_an_ipv6_relay_in_brackets_when_refused() -> None:
+    relay = ("2001:db8::1", 7478)
+    core = EndpointCore(Identity.generate(), TransportSettings(), now=T, random_bytes=os.urandom, relay_address=relay,
+                        candidates=[("2001:db8::20", 7400)])  # fmt: skip
+    core.register_with_relay(T)
+    assert [data[0] for data, address in core.datagrams_to_send() if address == relay] == [wire.HELLO]
+    core.receive_datagram(wire.refused(wire.Refusal.full, "relay full"), relay, T + 0.01)
+    event = core.next_event()
+    assert isinstance(event, RelayRegistrationFailed) and isinstance(event.error, RelayRefused)
+    assert str(event.error) == "relay [2001:db8::1]:7478 refused us: relay full"

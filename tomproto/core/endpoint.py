@@ -47,15 +47,9 @@ from tomproto.core.connection import (
 )
 from tomproto.core.control import KIND_RESET_NOTICE, decode_reset_notice, encode_reset_notice, is_quic_packet
 from tomproto.core.direct_path import CallPeer, PathSwitched, SendPunch
-from tomproto.core.paths import Address, Path, Transport, format_host_port
+from tomproto.core.paths import Address, Path, Transport
 from tomproto.core.quic import PacketCounters, TomQuicConnection, TransportSettings, quic_configuration
-from tomproto.core.relay_registration import (
-    Registered,
-    RegistrationRefused,
-    RegistrationState,
-    RegistrationTimedOut,
-    RelayRegistration,
-)
+from tomproto.core.relay_link import RelayLink
 from tomproto.core.transport_events import (
     ConnectionInfo,
     DialFailed,
@@ -64,11 +58,10 @@ from tomproto.core.transport_events import (
     PeerConnected,
     PeerDisconnected,
     Received,
-    RelayRegistered,
     RelayRegistrationFailed,
     TransportEvent,
 )
-from tomproto.errors import ConnectionLost, IdentityError, NoRoute, RelayRefused, RelayUnreachable, TransportError
+from tomproto.errors import ConnectionLost, IdentityError, NoRoute, TransportError
 from tomproto.identity import Identity, NodeId
 from tomproto.relay import protocol as relay_wire
 
@@ -145,9 +138,7 @@ class EndpointCore:
         # A spoofed flood of unknown connection IDs must not turn us into a packet source.
         self._reset_notices = TokenBucket.full(_RESET_NOTICES_PER_S, _RESET_NOTICES_PER_S, now)
         self.relay_address = relay_address
-        self.registration = (
-            RelayRegistration(identity, relay_address, candidates) if relay_address is not None else None
-        )
+        self.relay = RelayLink(identity, relay_address, candidates) if relay_address is not None else None
         self._introductions: dict[bytes, tuple[Address, ...]] = {}  # CALL_FROMs awaiting a connection
         self._outbox: list[tuple[bytes, Address]] = []
         self._events: deque[TransportEvent] = deque()
@@ -173,8 +164,8 @@ class EndpointCore:
                 break
             heapq.heappop(timers)
         due = [timers[0][0] if timers else None, self._admission.next_deadline()]
-        if self.registration is not None:
-            due.append(self.registration.next_deadline())
+        if self.relay is not None:
+            due.append(self.relay.next_deadline())
         deadlines = [deadline for deadline in due if deadline is not None]
         return min(deadlines) if deadlines else None
 
@@ -187,9 +178,9 @@ class EndpointCore:
             connection = self._connections[handle]
             self._apply(connection, connection.handle_timer(now, relay_available=self.relay_registered), now)
         self._sweep_half_open(now)
-        if self.registration is not None:
-            self.registration.handle_timer(now)
-            self._drain_registration(now)
+        if self.relay is not None:
+            self.relay.handle_timer(now)
+            self._drain_relay(now)
 
     def receive_datagram(self, data: bytes, source: Address, now: float) -> None:
         self.counters.datagrams_received += 1
@@ -207,36 +198,28 @@ class EndpointCore:
 
     @property
     def relay_registered(self) -> bool:
-        return self.registration is not None and self.registration.state is RegistrationState.registered
+        return self.relay is not None and self.relay.registered
 
     def register_with_relay(self, now: float) -> None:
         """Register (or register again); RelayRegistered or RelayRegistrationFailed follows."""
-        if self.registration is None:
+        if self.relay is None:
             raise NoRoute("no relay configured")
-        self.registration.start(now)
-        self._drain_registration(now)
+        self.relay.start(now)
+        self._drain_relay(now)
 
     def set_candidates(self, candidates: Sequence[Address]) -> None:
-        if self.registration is not None:
-            self.registration.set_candidates(candidates)
+        if self.relay is not None:
+            self.relay.set_candidates(candidates)
 
-    def _drain_registration(self, now: float) -> None:
-        registration = self.registration
-        assert registration is not None and self.relay_address is not None  # noqa: S101 - callers check
-        for data in registration.datagrams_to_send():
-            self._send(data, self.relay_address)
-        while (event := registration.next_event()) is not None:
-            if isinstance(event, Registered):
-                self._events.append(RelayRegistered(event.observed_address))
-            elif isinstance(event, RegistrationRefused):
+    def _drain_relay(self, now: float) -> None:
+        relay = self.relay
+        assert relay is not None  # noqa: S101 - callers check
+        for data in relay.datagrams_to_send():
+            self._send(data, relay.address)
+        for event in relay.events(now):
+            if isinstance(event, RelayRegistrationFailed):
                 self.counters.relay_errors += 1
-                where = format_host_port(self.relay_address)
-                self._events.append(RelayRegistrationFailed(RelayRefused(f"relay {where} refused us: {event.reason}")))
-            elif isinstance(event, RegistrationTimedOut):
-                self.counters.relay_errors += 1
-                where = format_host_port(self.relay_address)
-                error = RelayUnreachable(f"no answer from relay {where} within {event.timeout_s:g} s")
-                self._events.append(RelayRegistrationFailed(error))
+            self._events.append(event)
 
     # -- connections ----------------------------------------------------------------------------
 
@@ -600,9 +583,9 @@ class EndpointCore:
                 self._introductions[peer] = addresses  # punched once the connection is up
         elif kind == relay_wire.UNREACHABLE:
             self.counters.relay_errors += 1
-        elif self.registration is not None:
-            self.registration.receive(data, now)
-            self._drain_registration(now)
+        elif self.relay is not None:
+            self.relay.receive(data, now)
+            self._drain_relay(now)
 
     def _connection_with(self, peer: bytes) -> Connection | None:
         """The live connection whose peer is (or is claimed to be, until authenticated) `peer`."""

@@ -17,6 +17,8 @@ Rules it enforces:
 - while registered, a KEEPALIVE every `keepalive_s` (the relay's value, clamped to 1 to 15 s)
   holds our NAT mapping to the relay open; the address the relay sees in its answer, when it
   changes, is an `ObservedAddressChanged` (our NAT mapping moved);
+- a relay that answers none of SILENT_KEEPALIVES keep-alives in a row is gone (it crashed, or the
+  way to it broke): a new registration starts, whose outcome is reported like the first;
 - garbage never raises: packets of other kinds or of the wrong length are ignored.
 """
 
@@ -37,6 +39,7 @@ __all__ = [
     "MAX_KEEPALIVE_S",
     "MIN_KEEPALIVE_S",
     "REGISTER_TIMEOUT_S",
+    "SILENT_KEEPALIVES",
     "ObservedAddressChanged",
     "Registered",
     "RegistrationEvent",
@@ -50,6 +53,7 @@ REGISTER_TIMEOUT_S = 5.0
 HELLO_INTERVAL_S = 1.0
 MIN_KEEPALIVE_S = 1
 MAX_KEEPALIVE_S = 15  # common NAT UDP timeouts are 30 s
+SILENT_KEEPALIVES = 3
 
 _REGISTERED_BYTES = 1 + wire.ADDRESS_BYTES + 4
 _KEEPALIVE_ACK_BYTES = 1 + wire.ADDRESS_BYTES
@@ -114,6 +118,7 @@ class RelayRegistration:
         self._hello_due_s = 0.0
         self._give_up_s = 0.0
         self._keepalive_due_s = 0.0
+        self._heard_s = 0.0  # the relay's last answer while registered
 
     def set_candidates(self, candidates: Sequence[Address]) -> None:
         """Our own local addresses, sent with the next REGISTER (for peers in the same LAN)."""
@@ -140,6 +145,7 @@ class RelayRegistration:
             self._registered(data, now)
         elif kind == wire.KEEPALIVE_ACK and len(data) == _KEEPALIVE_ACK_BYTES:
             if self.state is RegistrationState.registered:
+                self._heard_s = now
                 self._observe(wire.unpack_address(data[1:]))
         elif kind == wire.REFUSED and len(data) >= 2:
             self._refused(data[1], data[2:].decode(errors="replace"), now)
@@ -151,9 +157,18 @@ class RelayRegistration:
                 self._events.append(RegistrationTimedOut(self.timeout_s))
             elif now >= self._hello_due_s:
                 self._send_hello(now)
-        elif self.state is RegistrationState.registered and now >= self._keepalive_due_s:
-            self._datagrams.append(wire.keepalive(self.identity.node_id.raw))
-            self._keepalive_due_s = now + self.keepalive_s
+        elif self.state is RegistrationState.registered:
+            if now >= self._silent_after_s:
+                self.start(now)
+            elif now >= self._keepalive_due_s:
+                self._datagrams.append(wire.keepalive(self.identity.node_id.raw))
+                self._keepalive_due_s = now + self.keepalive_s
+
+    @property
+    def _silent_after_s(self) -> float:
+        """When the relay, silent since its last answer, counts as gone (a little after the
+        last of SILENT_KEEPALIVES unanswered keep-alives had time to be answered)."""
+        return self._heard_s + SILENT_KEEPALIVES * self.keepalive_s + min(1.0, self.keepalive_s / 2)
 
     # -- outputs ------------------------------------------------------------------------------
 
@@ -161,7 +176,7 @@ class RelayRegistration:
         if self.state is RegistrationState.registering:
             return min(self._hello_due_s, self._give_up_s)
         if self.state is RegistrationState.registered:
-            return self._keepalive_due_s
+            return min(self._keepalive_due_s, self._silent_after_s)
         return None
 
     def datagrams_to_send(self) -> list[bytes]:
@@ -188,6 +203,7 @@ class RelayRegistration:
 
     def _registered(self, data: bytes, now: float) -> None:
         if self.state is RegistrationState.registered:
+            self._heard_s = now
             self._observe(wire.unpack_address(data[1 : 1 + wire.ADDRESS_BYTES]))  # a duplicate
             return
         if self.state is not RegistrationState.registering or not self._answered:
@@ -197,6 +213,7 @@ class RelayRegistration:
         self.keepalive_s = max(MIN_KEEPALIVE_S, min(MAX_KEEPALIVE_S, keepalive_s))
         self.state = RegistrationState.registered
         self._keepalive_due_s = now + self.keepalive_s
+        self._heard_s = now
         self._events.append(Registered(observed, now))
         self._observe(observed)
 
@@ -210,7 +227,8 @@ class RelayRegistration:
             if code == wire.Refusal.not_registered:
                 self.start(now)
             return  # other refusals answer a REGISTER we sent twice: we are registered
-        if self.state is not RegistrationState.registering or code in (wire.Refusal.rate_limited, wire.Refusal.not_registered):
+        transient = code in (wire.Refusal.rate_limited, wire.Refusal.not_registered)
+        if self.state is not RegistrationState.registering or transient:
             return  # rate limited: the HELLOs go on until the deadline
         self.state = RegistrationState.refused
         self.refusal = message or f"code {code}"

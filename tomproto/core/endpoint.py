@@ -146,10 +146,13 @@ class EndpointCore:
         # `_scheduled`), so the earliest deadline costs O(log n) however many connections.
         self._timers: list[tuple[float, int]] = []
         self._scheduled: dict[int, float] = {}
+        self._touched: dict[int, Connection] = {}  # connections to flush before the next send
+        self._touched_at = now
 
     # -- the driver's interface -----------------------------------------------------------------
 
     def datagrams_to_send(self) -> list[tuple[bytes, Address]]:
+        self._flush_touched()
         outbox, self._outbox = self._outbox, []
         return outbox
 
@@ -157,17 +160,18 @@ class EndpointCore:
         return self._events.popleft() if self._events else None
 
     def next_deadline(self) -> float | None:
+        self._flush_touched()  # sending moves QUIC's own timers
         timers = self._timers
         while timers:
             deadline, handle = timers[0]
             if self._scheduled.get(handle) == deadline:
                 break
             heapq.heappop(timers)
-        due = [timers[0][0] if timers else None, self._admission.next_deadline()]
-        if self.relay is not None:
-            due.append(self.relay.next_deadline())
-        deadlines = [deadline for deadline in due if deadline is not None]
-        return min(deadlines) if deadlines else None
+        earliest = timers[0][0] if timers else None
+        for deadline in (self._admission.next_deadline(), None if self.relay is None else self.relay.next_deadline()):
+            if deadline is not None and (earliest is None or deadline < earliest):
+                earliest = deadline
+        return earliest
 
     def handle_timer(self, now: float) -> None:
         while self._timers and self._timers[0][0] <= now:
@@ -263,7 +267,7 @@ class EndpointCore:
         self._add_connection_id(quic.host_cid, connection)
         quic.connect(connection.pseudo_address, now)
         self._dials[peer] = connection
-        self._flush(connection, now)
+        self._touch(connection, now)
         return connection.handle
 
     def send_frame(self, handle: int, data: bytes, now: float) -> Path:
@@ -272,13 +276,13 @@ class EndpointCore:
         connection = self._connection(handle)
         connection.send_frame(data)
         self.counters.frames_sent += 1
-        self._flush(connection, now)
+        self._touch(connection, now)
         return connection.path
 
     def send_datagram(self, handle: int, data: bytes, now: float) -> Path:
         connection = self._connection(handle)
         connection.send_datagram(data)
-        self._flush(connection, now)
+        self._touch(connection, now)
         return connection.path
 
     def close(self, now: float) -> None:
@@ -354,7 +358,19 @@ class EndpointCore:
                 self._dial_over(connection, fact.error)
             elif isinstance(fact, Terminated):
                 self._terminated(connection, fact)
-        self._flush(connection, now)
+        self._touch(connection, now)
+
+    def _touch(self, connection: Connection, now: float) -> None:
+        """The connection may have packets to send: they are built when the driver asks for
+        datagrams, after it handled the events. So an answer given while handling a delivery
+        leaves in the same packet as the ACK and stream close that the delivery caused."""
+        self._touched[connection.handle] = connection
+        self._touched_at = now
+
+    def _flush_touched(self) -> None:
+        while self._touched:
+            _, connection = self._touched.popitem()
+            self._flush(connection, self._touched_at)
 
     def _flush(self, connection: Connection, now: float) -> None:
         """Send what QUIC has for this connection now, and note its next deadline."""
@@ -390,7 +406,7 @@ class EndpointCore:
             self._events.append(DialSucceeded(peer, kept.handle))
         if loser is not None:
             loser.retire("duplicate connection", DRAIN_GRACE_S, now)
-            self._flush(loser, now)
+            self._touch(loser, now)
         if kept is not connection:
             return
         self._events.append(PeerConnected(peer, connection.handshake_s or 0.0, connection.path, connection.dialer))

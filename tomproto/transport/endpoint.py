@@ -212,8 +212,12 @@ class Endpoint(asyncio.DatagramProtocol):
             self._after()
 
     def _after(self) -> None:
-        """Send what the core has to send, hand out its events, and set the timer."""
+        """Hand out the core's events, send what it has to send, and set the timer."""
         core = self.core
+        # Events first: an answer given while handling a delivery then leaves with the packets
+        # that delivery caused (its ACK, the stream's close), not in one of its own after them.
+        while (event := core.next_event()) is not None:
+            self._dispatch(event)
         transport = self._transport
         datagrams = core.datagrams_to_send()
         if datagrams:
@@ -223,10 +227,9 @@ class Endpoint(asyncio.DatagramProtocol):
                     core.send_failed()
                 else:
                     transport.sendto(data, address)
-        while (event := core.next_event()) is not None:
-            self._dispatch(event)
-        for handle in [h for h in self._writable if core.writable(h)]:
-            self._writable.pop(handle).set()
+        if self._writable:
+            for handle in [h for h in self._writable if core.writable(h)]:
+                self._writable.pop(handle).set()
         self._set_timer(core.next_deadline())
 
     def _dispatch(self, event: TransportEvent) -> None:

@@ -57,7 +57,7 @@ async def _mapping(transport: asyncio.DatagramTransport, prober: _Prober, identi
         remaining_s = 0.0 if deadline is None else deadline - loop.time()
         try:
             data, source = await asyncio.wait_for(prober.replies.get(), max(0.0, remaining_s))
-        except asyncio.TimeoutError:
+        except TimeoutError:
             registration.handle_timer(loop.time())
             continue
         if source == relay:

@@ -21,13 +21,13 @@ from tests.sim.links import Impairment
 from tests.sim.nat import EIM_EIF
 from tests.sim.network import SimNetwork
 from tests.sim.randomness import seeded_aioquic
-from tomproto.identity import Identity
 from tomproto.core.quic import (
     PacketCounters,
     TomQuicConnection,
     TransportSettings,
     quic_configuration,
 )
+from tomproto.identity import Identity
 
 __all__ = ["DEFAULT_SETTINGS", "SERVER", "Capture", "QuicClientHost", "QuicHost", "QuicRun", "QuicServerHost", "dial_and_send"]
 

@@ -12,7 +12,7 @@ from tests.sim.world import A_PRIVATE, B_PRIVATE, HOME_A_PUBLIC, RELAY, World
 from tomproto.core.direct_path import KEEPALIVE_S, RETRY_S, SILENT_AFTER_S
 from tomproto.core.paths import Path, Transport
 from tomproto.core.relay_link import REREGISTER_MAX_S
-from tomproto.core.transport_events import PathChanged, Received, RelayRegistered, RelayRegistrationFailed
+from tomproto.core.transport_events import PathChanged, RelayRegistered, RelayRegistrationFailed
 
 SEEDS = range(200)
 LOSSY = Impairment(delay_s=0.020, jitter_s=0.005, loss=0.05)

@@ -5,8 +5,8 @@ from __future__ import annotations
 
 import pytest
 
-from tomproto.relay import protocol as wire
 from tomproto.core.relay_challenges import ChallengeRefusal, Challenges, ChallengeSettings
+from tomproto.relay import protocol as wire
 
 SECRET = b"r" * 32
 SOCKET = b"socket-1"

@@ -34,8 +34,8 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
-from tomproto.core.paths import format_host_port
 from tomproto.core.budget import PacketByteBudget
+from tomproto.core.paths import format_host_port
 from tomproto.core.relay_challenges import (
     ChallengeRefusal,
     Challenges,

@@ -10,7 +10,6 @@ from __future__ import annotations
 import asyncio
 import json
 import signal
-import sys
 import time
 from pathlib import Path
 from typing import Any, NoReturn
@@ -87,7 +86,7 @@ async def _serve(listens: list[tuple[str, int]], identity_file: Path | None, sta
     while not stopped.is_set():  # one pass per stats interval, until stopped
         try:
             await asyncio.wait_for(stopped.wait(), stats_interval_s)
-        except asyncio.TimeoutError:
+        except TimeoutError:
             print_line("stats")
     server.close()
     uptime_s = round(time.monotonic() - started_s, 3)

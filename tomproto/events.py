@@ -3,17 +3,20 @@
 A subscriber names the event types it wants (all of them by default) and gets a `Subscription`
 it closes when done. Subscribers are called in the order they subscribed, synchronously, while the
 event is fresh (a delivery's arrival time, a path switch's instant). One that raises is counted in
-`failures` and does not stop the others: a bug in a campaign's observer must not take the node down.
+`failures` and logged with its traceback, and does not stop the others: a bug in a campaign's
+observer must not take the node down, nor go unseen.
 """
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Callable
 from typing import Any
 
 __all__ = ["EventHub", "Subscription"]
 
 Handler = Callable[[Any], None]
+_log = logging.getLogger("tomproto.events")
 
 
 class Subscription:
@@ -51,8 +54,9 @@ class EventHub:
                 continue
             try:
                 subscription.handler(event)
-            except Exception:
+            except Exception:  # one observer's bug must not stop the node
                 self.failures += 1
+                _log.exception("an event subscriber (%r) failed on %r", subscription.handler, event)
 
     def _remove(self, subscription: Subscription) -> None:
         self._subscriptions = [s for s in self._subscriptions if s is not subscription]

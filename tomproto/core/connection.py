@@ -118,6 +118,7 @@ class Connection:
         give_up_after_s: float,
         punch: bool,
         streams_refused: Counter[str],
+        connection_ids: tuple[bytes, ...] = (),
     ) -> None:
         self.handle = handle
         self.quic = quic
@@ -132,15 +133,16 @@ class Connection:
         self.closed = False
         self.draining = False
         self.close_reason: str | None = None
-        self.connection_ids: set[bytes] = set()
+        self.connection_ids = set(connection_ids)  # ours: the endpoint finds us by them
         # A listener's key in the endpoint's admission policy while its handshake is half-open.
         self.admission_key: bytes | None = None
-        self.frames_sent = 0
         self._streams_refused = streams_refused
         self._readers: dict[int, FrameReader] = {}
         self._keepalive_interval_s = keepalive_interval_s
         self._keepalive_at: float | None = None
-        self._give_up_at: float | None = now + give_up_after_s
+        # A dial gives up after its handshake timeout; an accepted handshake is the admission
+        # policy's to time out (it forgets it without a packet: its source may be forged).
+        self._give_up_at: float | None = now + give_up_after_s if dialer else None
         self._retire_at: float | None = None
         self._closing = False
         self._received_path = self.direct_path.path
@@ -308,12 +310,13 @@ class Connection:
         self._check_usable()
         stream_id = self.quic.get_next_available_stream_id()
         self.quic.send_stream_data(stream_id, frame(data), end_stream=True)
-        self.frames_sent += 1
 
     def send_datagram(self, data: bytes) -> None:
         self._check_usable()
         if len(data) > MAX_DATAGRAM_BYTES:  # aioquic would keep it queued forever, and all behind it
-            raise DatagramTooLarge(f"a datagram of {len(data)} bytes does not fit one QUIC packet ({MAX_DATAGRAM_BYTES})")
+            raise DatagramTooLarge(
+                f"a datagram of {len(data)} bytes does not fit one QUIC packet ({MAX_DATAGRAM_BYTES})"
+            )
         self.quic.send_datagram_frame(data)
 
     def transmit(self, now: float) -> list[tuple[bytes, Address | None]]:

@@ -137,9 +137,9 @@ class EndpointCore:
         self.counters.refused_per_source = self._admission.refused_per_source
         # A spoofed flood of unknown connection IDs must not turn us into a packet source.
         self._reset_notices = TokenBucket.full(_RESET_NOTICES_PER_S, _RESET_NOTICES_PER_S, now)
-        self.relay_address = relay_address
         self.relay = RelayLink(identity, relay_address, candidates) if relay_address is not None else None
-        self._introductions: dict[bytes, tuple[Address, ...]] = {}  # CALL_FROMs awaiting a connection
+        # CALL_FROMs that came before their connection was up: (candidates, when), by NodeId.
+        self._introductions: dict[bytes, tuple[tuple[Address, ...], float]] = {}
         self._outbox: list[tuple[bytes, Address]] = []
         self._events: deque[TransportEvent] = deque()
         # Connection deadlines: a heap with lazy deletion (an entry is live while it matches
@@ -148,19 +148,26 @@ class EndpointCore:
         self._scheduled: dict[int, float] = {}
         self._touched: dict[int, Connection] = {}  # connections to flush before the next send
         self._touched_at = now
+        self._sent_by: set[int] = set()  # connections whose packets are in the outbox
+        self.last_sent_by: set[int] = set()
 
     # -- the driver's interface -----------------------------------------------------------------
 
     def datagrams_to_send(self) -> list[tuple[bytes, Address]]:
+        """Everything to send now; `last_sent_by` then names the connections it came from."""
         self._flush_touched()
         outbox, self._outbox = self._outbox, []
+        self.last_sent_by, self._sent_by = self._sent_by, set()
         return outbox
 
     def next_event(self) -> TransportEvent | None:
         return self._events.popleft() if self._events else None
 
     def next_deadline(self) -> float | None:
-        self._flush_touched()  # sending moves QUIC's own timers
+        """The earliest time `handle_timer` is due. Builds the packets of connections touched
+        since the last `datagrams_to_send` first (sending moves QUIC's own timers): they wait in
+        the outbox for the next `datagrams_to_send`."""
+        self._flush_touched()
         timers = self._timers
         while timers:
             deadline, handle = timers[0]
@@ -168,9 +175,9 @@ class EndpointCore:
                 break
             heapq.heappop(timers)
         earliest = timers[0][0] if timers else None
-        for deadline in (self._admission.next_deadline(), None if self.relay is None else self.relay.next_deadline()):
-            if deadline is not None and (earliest is None or deadline < earliest):
-                earliest = deadline
+        for other in (self._admission.next_deadline(), None if self.relay is None else self.relay.next_deadline()):
+            if other is not None and (earliest is None or other < earliest):
+                earliest = other
         return earliest
 
     def handle_timer(self, now: float) -> None:
@@ -199,6 +206,10 @@ class EndpointCore:
         self.counters.send_errors += 1
 
     # -- the relay ------------------------------------------------------------------------------
+
+    @property
+    def relay_address(self) -> Address | None:
+        return None if self.relay is None else self.relay.address
 
     @property
     def relay_registered(self) -> bool:
@@ -263,8 +274,7 @@ class EndpointCore:
             counters=self.counters.quic,
             max_peer_streams=self.settings.max_peer_streams,
         )
-        connection = self._new_connection(quic, address, dialer=True, expected=peer, now=now)
-        self._add_connection_id(quic.host_cid, connection)
+        connection = self._new_connection(quic, address, dialer=True, expected=peer, now=now, ids=(quic.host_cid,))
         quic.connect(connection.pseudo_address, now)
         self._dials[peer] = connection
         self._touch(connection, now)
@@ -290,10 +300,10 @@ class EndpointCore:
         for connection in list(self._connections.values()):
             self._apply(connection, connection.close("endpoint closing", now), now)
 
-    def terminate_all(self, reason: str) -> None:
+    def terminate_all(self, reason: str, now: float) -> None:
         """Forget every connection at once (after `close` had its chance to tell the peers)."""
         for connection in list(self._connections.values()):
-            self._apply(connection, connection.terminate(reason), 0.0)
+            self._apply(connection, connection.terminate(reason), now)
 
     def _connection(self, handle: int) -> Connection:
         connection = self._connections.get(handle)
@@ -302,7 +312,14 @@ class EndpointCore:
         return connection
 
     def _new_connection(
-        self, quic: TomQuicConnection, address: Address | None, *, dialer: bool, expected: NodeId | None, now: float
+        self,
+        quic: TomQuicConnection,
+        address: Address | None,
+        *,
+        dialer: bool,
+        expected: NodeId | None,
+        now: float,
+        ids: tuple[bytes, ...],
     ) -> Connection:
         connection = Connection(
             next(self._handles),
@@ -316,13 +333,12 @@ class EndpointCore:
             give_up_after_s=self.settings.handshake_timeout_s,
             punch=self.settings.punch,
             streams_refused=self.counters.streams_refused,
+            connection_ids=ids,
         )
         self._connections[connection.handle] = connection
+        for connection_id in ids:
+            self._by_connection_id[connection_id] = connection
         return connection
-
-    def _add_connection_id(self, connection_id: bytes, connection: Connection) -> None:
-        self._by_connection_id[connection_id] = connection
-        connection.connection_ids.add(connection_id)
 
     # -- facts from a connection, and its packets ---------------------------------------------------
 
@@ -375,7 +391,10 @@ class EndpointCore:
     def _flush(self, connection: Connection, now: float) -> None:
         """Send what QUIC has for this connection now, and note its next deadline."""
         peer = connection.peer_id_raw
-        for data, address in connection.transmit(now):
+        datagrams = connection.transmit(now)
+        if datagrams:
+            self._sent_by.add(connection.handle)
+        for data, address in datagrams:
             if address is not None:
                 self._send(data, address)
             elif self.relay_address is not None and peer is not None:
@@ -412,7 +431,7 @@ class EndpointCore:
         self._events.append(PeerConnected(peer, connection.handshake_s or 0.0, connection.path, connection.dialer))
         introduction = self._introductions.pop(peer.raw, None)
         if introduction is not None and self.settings.punch:
-            self._apply(connection, connection.introduced(introduction, now), now)
+            self._apply(connection, connection.introduced(introduction[0], now), now)
         else:
             self._apply(connection, connection.established(now, relay_available=self.relay_registered), now)
 
@@ -439,6 +458,8 @@ class EndpointCore:
 
     def _terminated(self, connection: Connection, fact: Terminated) -> None:
         self._unusable(connection)
+        if connection.peer_id_raw is not None:
+            self._introductions.pop(connection.peer_id_raw, None)
         self._dial_over(connection, ConnectionLost(fact.reason))
         self._connections.pop(connection.handle, None)
         self._scheduled.pop(connection.handle, None)
@@ -524,10 +545,10 @@ class EndpointCore:
             counters=self.counters.quic,
             max_peer_streams=self.settings.max_peer_streams,
         )
-        connection = self._new_connection(quic, address, dialer=False, expected=expected, now=now)
         # `key` is the Initial's destination: the client's first choice, or our Retry's source ID.
-        for connection_id in (key, quic.host_cid):
-            self._add_connection_id(connection_id, connection)
+        connection = self._new_connection(
+            quic, address, dialer=False, expected=expected, now=now, ids=(key, quic.host_cid)
+        )
         connection.admission_key = key
         self._half_open[key] = connection
         return connection
@@ -595,13 +616,25 @@ class EndpointCore:
             connection = self._connection_with(peer)
             if connection is not None and connection.established_at is not None:
                 self._apply(connection, connection.introduced(addresses, now), now)
-            elif len(self._introductions) < MAX_PENDING_INTRODUCTIONS:
-                self._introductions[peer] = addresses  # punched once the connection is up
+            else:
+                self._keep_introduction(peer, addresses, now)  # punched once the connection is up
         elif kind == relay_wire.UNREACHABLE:
             self.counters.relay_errors += 1
         elif self.relay is not None:
             self.relay.receive(data, now)
             self._drain_relay(now)
+
+    def _keep_introduction(self, peer: bytes, addresses: tuple[Address, ...], now: float) -> None:
+        """Hold a CALL_FROM until its connection is up, for at most a handshake's time: entries
+        for dials that never complete (or forged ones) must not fill the table for good."""
+        table = self._introductions
+        if peer not in table and len(table) >= MAX_PENDING_INTRODUCTIONS:
+            stale = now - self.settings.handshake_timeout_s
+            for key in [key for key, (_, at) in table.items() if at < stale]:
+                del table[key]
+            if len(table) >= MAX_PENDING_INTRODUCTIONS:
+                return
+        table[peer] = (addresses, now)
 
     def _connection_with(self, peer: bytes) -> Connection | None:
         """The live connection whose peer is (or is claimed to be, until authenticated) `peer`."""

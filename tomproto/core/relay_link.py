@@ -15,6 +15,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 
 from tomproto.core.paths import Address, format_host_port
+from tomproto.core.relay_registration import ObservedAddressChanged as RelayMovedUs
 from tomproto.core.relay_registration import (
     Registered,
     RegistrationRefused,
@@ -22,7 +23,12 @@ from tomproto.core.relay_registration import (
     RegistrationTimedOut,
     RelayRegistration,
 )
-from tomproto.core.transport_events import RelayRegistered, RelayRegistrationFailed, TransportEvent
+from tomproto.core.transport_events import (
+    ObservedAddressChanged,
+    RelayRegistered,
+    RelayRegistrationFailed,
+    TransportEvent,
+)
 from tomproto.errors import RelayRefused, RelayUnreachable
 from tomproto.identity import Identity
 
@@ -78,6 +84,8 @@ class RelayLink:
                 self._was_registered = True
                 self._retry_after_s = REREGISTER_FIRST_S
                 found.append(RelayRegistered(event.observed_address))
+            elif isinstance(event, RelayMovedUs):
+                found.append(ObservedAddressChanged(event.address))
             elif isinstance(event, RegistrationRefused | RegistrationTimedOut):
                 self.failures += 1
                 if isinstance(event, RegistrationRefused):

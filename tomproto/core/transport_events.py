@@ -24,6 +24,7 @@ __all__ = [
     "DialFailed",
     "RelayRegistered",
     "RelayRegistrationFailed",
+    "ObservedAddressChanged",
     "TransportEvent",
     "ConnectionInfo",
 ]
@@ -91,9 +92,16 @@ class RelayRegistrationFailed:
     error: TransportError
 
 
+@dataclass(frozen=True, slots=True)
+class ObservedAddressChanged:
+    """The relay now sees us from another address (our NAT moved our mapping)."""
+
+    observed_address: Address
+
+
 TransportEvent = (
     PeerConnected | PeerDisconnected | PathChanged | Received | DialSucceeded | DialFailed | RelayRegistered
-    | RelayRegistrationFailed
+    | RelayRegistrationFailed | ObservedAddressChanged
 )  # fmt: skip
 
 

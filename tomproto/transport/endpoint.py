@@ -29,12 +29,13 @@ from tomproto.core.transport_events import (
     ConnectionInfo,
     DialFailed,
     DialSucceeded,
+    ObservedAddressChanged,
     Received,
     RelayRegistered,
     RelayRegistrationFailed,
     TransportEvent,
 )
-from tomproto.errors import ConnectionBusy, DialTimeout, RelayUnreachable, TransportError
+from tomproto.errors import ConnectionBusy, ConnectionLost, DialTimeout, RelayUnreachable, TransportError
 from tomproto.identity import Identity, NodeId
 from tomproto.transport.interfaces import candidate_addresses
 
@@ -83,7 +84,9 @@ class Endpoint(asyncio.DatagramProtocol):
         self._dials: dict[NodeId, asyncio.Future[int]] = {}
         self._registration: asyncio.Future[Address] | None = None
         self._writable: dict[int, asyncio.Event] = {}
-        self._last_left_ns: int | None = None
+        # Sends in progress, by connection: when their first packet left (None: not yet).
+        self._left_ns: dict[int, int | None] = {}
+        self._dispatching = False
         self._closed = False
 
     @classmethod
@@ -154,6 +157,8 @@ class Endpoint(asyncio.DatagramProtocol):
         return self.core.info(await self._usable(peer, address, timeout_s))
 
     async def _usable(self, peer: NodeId, address: Address | None, timeout_s: float | None = None) -> int:
+        if self._closed:
+            raise ConnectionLost("the endpoint is closed")
         handle = self.core.connection_to(peer)
         if handle is not None:
             return handle
@@ -196,12 +201,15 @@ class Endpoint(asyncio.DatagramProtocol):
         return self._send(connection, data, transport)
 
     def _send(self, handle: int, data: bytes, transport: Transport) -> Sent:
-        self._last_left_ns = None
-        if transport is Transport.datagram:
-            path = self._step(lambda now: self.core.send_datagram(handle, data, now))
-        else:
-            path = self._step(lambda now: self.core.send_frame(handle, data, now))
-        return Sent(path, self._last_left_ns)
+        self._left_ns[handle] = None
+        try:
+            if transport is Transport.datagram:
+                path = self._step(lambda now: self.core.send_datagram(handle, data, now))
+            else:
+                path = self._step(lambda now: self.core.send_frame(handle, data, now))
+        finally:
+            left_ns = self._left_ns.pop(handle, None)
+        return Sent(path, left_ns)
 
     # -- driving the core -----------------------------------------------------------------------
 
@@ -212,16 +220,27 @@ class Endpoint(asyncio.DatagramProtocol):
             self._after()
 
     def _after(self) -> None:
-        """Hand out the core's events, send what it has to send, and set the timer."""
+        """Hand out the core's events, send what it has to send, and set the timer.
+
+        Events first: an answer given while handling a delivery then leaves with the packets
+        that delivery caused (its ACK, the stream's close), not in a packet of its own after
+        them. A handler that sends comes back here; that inner call only sends, so the answer
+        leaves at once and the outer loop hands out the next events in order."""
         core = self.core
-        # Events first: an answer given while handling a delivery then leaves with the packets
-        # that delivery caused (its ACK, the stream's close), not in one of its own after them.
-        while (event := core.next_event()) is not None:
-            self._dispatch(event)
+        if not self._dispatching:
+            self._dispatching = True
+            try:
+                while (event := core.next_event()) is not None:
+                    self._dispatch(event)
+            finally:
+                self._dispatching = False
         transport = self._transport
         datagrams = core.datagrams_to_send()
         if datagrams:
-            self._last_left_ns = time.monotonic_ns()
+            left_ns = time.monotonic_ns()
+            for handle in core.last_sent_by:
+                if handle in self._left_ns and self._left_ns[handle] is None:
+                    self._left_ns[handle] = left_ns
             for data, address in datagrams:
                 if transport is None or transport.is_closing():
                     core.send_failed()
@@ -244,18 +263,26 @@ class Endpoint(asyncio.DatagramProtocol):
                 else:
                     dial.set_exception(event.error)
                     dial.exception()  # retrieved: the caller may have given up waiting
-        elif isinstance(event, RelayRegistered | RelayRegistrationFailed):
-            if isinstance(event, RelayRegistered):
+        else:
+            if isinstance(event, RelayRegistered | ObservedAddressChanged):
                 self.observed_address = event.observed_address
-            registration = self._registration
-            if registration is not None and not registration.done():
-                if isinstance(event, RelayRegistered):
-                    registration.set_result(event.observed_address)
-                else:
-                    registration.set_exception(event.error)
-                    registration.exception()
-        elif self.on_event is not None:
-            self.on_event(event)
+            if isinstance(event, RelayRegistered | RelayRegistrationFailed):
+                self._registration_over(event)
+            if self.on_event is not None:
+                self.on_event(event)
+
+    def _registration_over(self, event: RelayRegistered | RelayRegistrationFailed) -> None:
+        registration = self._registration
+        if registration is not None and not registration.done():
+            if isinstance(event, RelayRegistered):
+                registration.set_result(event.observed_address)
+            else:
+                registration.set_exception(event.error)
+                registration.exception()
+        if isinstance(event, RelayRegistrationFailed) and self._transport is not None:
+            # The next try (the core retries by itself once registered) offers the addresses
+            # this host has then: a laptop may have changed networks meanwhile.
+            self.core.set_candidates(candidate_addresses(self.local_address))
 
     def _set_timer(self, deadline: float | None) -> None:
         if self._closed:
@@ -296,7 +323,7 @@ class Endpoint(asyncio.DatagramProtocol):
         self._step(self.core.close)
         await asyncio.sleep(0)  # let the close packets leave
         self._closed = True
-        self.core.terminate_all("endpoint closed")
+        self.core.terminate_all("endpoint closed", time.monotonic())
         self._after()
         for future in [*self._dials.values(), self._registration]:
             if future is not None and not future.done():

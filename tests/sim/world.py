@@ -39,6 +39,8 @@ RELAY: Address = ("198.51.100.7", 7400)
 HOME_A_PUBLIC, HOME_B_PUBLIC = "203.0.113.1", "203.0.113.2"
 A_PRIVATE: Address = ("192.168.1.2", 5000)
 B_PRIVATE: Address = ("192.168.2.2", 5000)
+A_PUBLIC: Address = (HOME_A_PUBLIC, 5000)
+B_PUBLIC: Address = (HOME_B_PUBLIC, 5000)
 
 
 @dataclass(frozen=True, slots=True)
@@ -96,6 +98,7 @@ class World:
     nat_b: NatBehaviour = EIM_EIF
     trace: bool = False
     settings: TransportSettings = field(default_factory=TransportSettings)
+    behind_nats: bool = True
 
     def __post_init__(self) -> None:
         # The nodes' and relay's randomness and the network's draws (loss, delay) are separate
@@ -109,12 +112,18 @@ class World:
         self.relay = RelayCore(relay_identity, secret=self.random_bytes(32), now=0.0)
         self._relay_host = MachineHost(self.relay)
         self.network.attach(self._relay_host, RELAY)
-        home_a = self.network.add_nat(HOME_A_PUBLIC, self.nat_a)
-        home_b = self.network.add_nat(HOME_B_PUBLIC, self.nat_b)
-        self.alice = self._node("alice", A_PRIVATE)
-        self.bob = self._node("bob", B_PRIVATE)
-        self.network.attach(self.alice, A_PRIVATE, nat=home_a)
-        self.network.attach(self.bob, B_PRIVATE, nat=home_b)
+        if self.behind_nats:
+            home_a = self.network.add_nat(HOME_A_PUBLIC, self.nat_a)
+            home_b = self.network.add_nat(HOME_B_PUBLIC, self.nat_b)
+            self.alice = self._node("alice", A_PRIVATE)
+            self.bob = self._node("bob", B_PRIVATE)
+            self.network.attach(self.alice, A_PRIVATE, nat=home_a)
+            self.network.attach(self.bob, B_PRIVATE, nat=home_b)
+        else:  # both on public addresses: they can dial each other at a known address
+            self.alice = self._node("alice", A_PUBLIC)
+            self.bob = self._node("bob", B_PUBLIC)
+            self.network.attach(self.alice, A_PUBLIC)
+            self.network.attach(self.bob, B_PUBLIC)
 
     def restart_relay(self) -> None:
         """The relay restarts: same identity and address, every registration forgotten."""

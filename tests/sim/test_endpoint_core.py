@@ -9,7 +9,8 @@ import random
 from tests.sim.links import Impairment
 from tests.sim.world import A_PUBLIC, B_PUBLIC, RELAY, World
 from tomproto.core.admission import AdmissionSettings
-from tomproto.core.endpoint import DRAIN_GRACE_S, MAX_PENDING_INTRODUCTIONS, EndpointCore
+from tomproto.core.endpoint import DRAIN_GRACE_S, EndpointCore
+from tomproto.core.introductions import MAX_PENDING_INTRODUCTIONS
 from tomproto.core.quic import TransportSettings
 from tomproto.core.transport_events import DialFailed, DialSucceeded, PeerConnected
 from tomproto.errors import DialTimeout
@@ -75,8 +76,9 @@ def test_two_peers_dialling_each_other_at_once_keep_one_connection_on_both_sides
     for seed in range(10):
         with World(seed, behind_nats=False, impairment=Impairment(delay_s=0.015, jitter_s=0.003)) as world:
             alice, bob = world.alice, world.bob
-            world.at(1.0, alice, lambda now: alice.core.dial(bob.identity.node_id, B_PUBLIC, now))
-            world.at(1.0, bob, lambda now: bob.core.dial(alice.identity.node_id, A_PUBLIC, now))
+            alice_id, bob_id = alice.identity.node_id, bob.identity.node_id
+            world.at(1.0, alice, lambda now, core=alice.core, peer=bob_id: core.dial(peer, B_PUBLIC, now))
+            world.at(1.0, bob, lambda now, core=bob.core, peer=alice_id: core.dial(peer, A_PUBLIC, now))
             world.run_until(1.0 + DRAIN_GRACE_S + 5)
             a_side = alice.core.connection_to(bob.identity.node_id)
             b_side = bob.core.connection_to(alice.identity.node_id)

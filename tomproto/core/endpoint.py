@@ -24,11 +24,9 @@ those itself) comes from the injected `random_bytes`.
 
 from __future__ import annotations
 
-import heapq
 import itertools
-from collections import Counter, deque
+from collections import deque
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass, field
 
 from aioquic.buffer import Buffer
 from aioquic.quic.packet import QuicHeader, QuicPacketType, QuicProtocolVersion, encode_quic_retry, pull_quic_header
@@ -46,10 +44,13 @@ from tomproto.core.connection import (
     Terminated,
 )
 from tomproto.core.control import KIND_RESET_NOTICE, decode_reset_notice, encode_reset_notice, is_quic_packet
+from tomproto.core.deadlines import Deadlines
 from tomproto.core.direct_path import CallPeer, PathSwitched, SendPunch
+from tomproto.core.introductions import Introductions
 from tomproto.core.paths import Address, Path, Transport
-from tomproto.core.quic import PacketCounters, TomQuicConnection, TransportSettings, quic_configuration
+from tomproto.core.quic import TomQuicConnection, TransportSettings, quic_configuration
 from tomproto.core.relay_link import RelayLink
+from tomproto.core.transport_counters import TransportCounters
 from tomproto.core.transport_events import (
     ConnectionInfo,
     DialFailed,
@@ -70,38 +71,9 @@ __all__ = ["EndpointCore", "TransportCounters"]
 CONNECTION_ID_BYTES = 8
 SIMULTANEOUS_DIAL_WINDOW_S = 2.0
 DRAIN_GRACE_S = 2.0
-MAX_PENDING_INTRODUCTIONS = 1024
 _MIN_INITIAL_BYTES = 1200
 _SUPPORTED_VERSIONS = {QuicProtocolVersion.VERSION_1, QuicProtocolVersion.VERSION_2}
 _RESET_NOTICES_PER_S = 20
-
-
-@dataclass(slots=True)
-class TransportCounters:
-    datagrams_sent: int = 0
-    datagrams_received: int = 0
-    bytes_sent: int = 0
-    bytes_received: int = 0
-    frames_sent: int = 0
-    frames_received: int = 0
-    send_errors: int = 0
-    malformed_packets: int = 0
-    streams_refused: Counter[str] = field(default_factory=Counter)
-    reset_notices_sent: int = 0
-    reset_notices_honoured: int = 0
-    connections_refused: int = 0
-    relay_errors: int = 0
-    punches_answered: int = 0
-    punches_refused: int = 0
-    # Admission of Initials from unknown connection IDs (admission.py): every decision by reason,
-    # Retries sent, tokens refused, refusals per source (IPv4 address, IPv6 /64 or relayed NodeId;
-    # the first 256 sources by name, then "other"), half-open timeouts.
-    admission: Counter[str] = field(default_factory=Counter)
-    retries_sent: int = 0
-    tokens_refused: int = 0
-    refused_per_source: Counter[str] = field(default_factory=Counter)
-    half_open_timeouts: int = 0
-    quic: PacketCounters = field(default_factory=PacketCounters)
 
 
 class EndpointCore:
@@ -138,14 +110,10 @@ class EndpointCore:
         # A spoofed flood of unknown connection IDs must not turn us into a packet source.
         self._reset_notices = TokenBucket.full(_RESET_NOTICES_PER_S, _RESET_NOTICES_PER_S, now)
         self.relay = RelayLink(identity, relay_address, candidates) if relay_address is not None else None
-        # CALL_FROMs that came before their connection was up: (candidates, when), by NodeId.
-        self._introductions: dict[bytes, tuple[tuple[Address, ...], float]] = {}
+        self._introductions = Introductions(keep_for_s=settings.handshake_timeout_s)
         self._outbox: list[tuple[bytes, Address]] = []
         self._events: deque[TransportEvent] = deque()
-        # Connection deadlines: a heap with lazy deletion (an entry is live while it matches
-        # `_scheduled`), so the earliest deadline costs O(log n) however many connections.
-        self._timers: list[tuple[float, int]] = []
-        self._scheduled: dict[int, float] = {}
+        self._deadlines = Deadlines()  # each connection's next deadline, by handle
         self._touched: dict[int, Connection] = {}  # connections to flush before the next send
         self._touched_at = now
         self._sent_by: set[int] = set()  # connections whose packets are in the outbox
@@ -168,24 +136,14 @@ class EndpointCore:
         since the last `datagrams_to_send` first (sending moves QUIC's own timers): they wait in
         the outbox for the next `datagrams_to_send`."""
         self._flush_touched()
-        timers = self._timers
-        while timers:
-            deadline, handle = timers[0]
-            if self._scheduled.get(handle) == deadline:
-                break
-            heapq.heappop(timers)
-        earliest = timers[0][0] if timers else None
+        earliest = self._deadlines.earliest()
         for other in (self._admission.next_deadline(), None if self.relay is None else self.relay.next_deadline()):
             if other is not None and (earliest is None or other < earliest):
                 earliest = other
         return earliest
 
     def handle_timer(self, now: float) -> None:
-        while self._timers and self._timers[0][0] <= now:
-            deadline, handle = heapq.heappop(self._timers)
-            if self._scheduled.get(handle) != deadline:
-                continue
-            del self._scheduled[handle]
+        for handle in self._deadlines.pop_due(now):
             connection = self._connections[handle]
             self._apply(connection, connection.handle_timer(now, relay_available=self.relay_registered), now)
         self._sweep_half_open(now)
@@ -249,8 +207,10 @@ class EndpointCore:
     def info(self, handle: int) -> ConnectionInfo:
         connection = self._connection(handle)
         path = connection.direct_path
-        return ConnectionInfo(handle, connection.peer, connection.dialer, connection.path, connection.handshake_s,
-                              path.punches_sent, path.rtt_s, path.time_to_direct_s, connection.open_streams)  # fmt: skip
+        return ConnectionInfo(
+            handle, connection.peer, connection.dialer, connection.path, connection.handshake_s,
+            path.punches_sent, path.rtt_s, path.time_to_direct_s, connection.open_streams,
+        )  # fmt: skip
 
     def writable(self, handle: int) -> bool:
         """Whether a sender may add a stream now (back-pressure: aioquic walks every open stream
@@ -399,13 +359,7 @@ class EndpointCore:
                 self._send(data, address)
             elif self.relay_address is not None and peer is not None:
                 self._send(relay_wire.forward(peer, data), self.relay_address)
-        handle = connection.handle
-        deadline = None if connection.closed else connection.next_deadline()
-        if deadline is None:
-            self._scheduled.pop(handle, None)
-        elif self._scheduled.get(handle) != deadline:
-            self._scheduled[handle] = deadline
-            heapq.heappush(self._timers, (deadline, handle))
+        self._deadlines.set(connection.handle, None if connection.closed else connection.next_deadline())
 
     def _send(self, data: bytes, address: Address) -> None:
         self._outbox.append((data, address))
@@ -429,9 +383,9 @@ class EndpointCore:
         if kept is not connection:
             return
         self._events.append(PeerConnected(peer, connection.handshake_s or 0.0, connection.path, connection.dialer))
-        introduction = self._introductions.pop(peer.raw, None)
+        introduction = self._introductions.take(peer.raw, now)
         if introduction is not None and self.settings.punch:
-            self._apply(connection, connection.introduced(introduction[0], now), now)
+            self._apply(connection, connection.introduced(introduction, now), now)
         else:
             self._apply(connection, connection.established(now, relay_available=self.relay_registered), now)
 
@@ -459,10 +413,10 @@ class EndpointCore:
     def _terminated(self, connection: Connection, fact: Terminated) -> None:
         self._unusable(connection)
         if connection.peer_id_raw is not None:
-            self._introductions.pop(connection.peer_id_raw, None)
+            self._introductions.forget(connection.peer_id_raw)
         self._dial_over(connection, ConnectionLost(fact.reason))
         self._connections.pop(connection.handle, None)
-        self._scheduled.pop(connection.handle, None)
+        self._deadlines.set(connection.handle, None)
         self._handshake_over(connection)
         for connection_id in connection.connection_ids:
             if self._by_connection_id.get(connection_id) is connection:
@@ -617,24 +571,12 @@ class EndpointCore:
             if connection is not None and connection.established_at is not None:
                 self._apply(connection, connection.introduced(addresses, now), now)
             else:
-                self._keep_introduction(peer, addresses, now)  # punched once the connection is up
+                self._introductions.keep(peer, addresses, now)  # punched once the connection is up
         elif kind == relay_wire.UNREACHABLE:
             self.counters.relay_errors += 1
         elif self.relay is not None:
             self.relay.receive(data, now)
             self._drain_relay(now)
-
-    def _keep_introduction(self, peer: bytes, addresses: tuple[Address, ...], now: float) -> None:
-        """Hold a CALL_FROM until its connection is up, for at most a handshake's time: entries
-        for dials that never complete (or forged ones) must not fill the table for good."""
-        table = self._introductions
-        if peer not in table and len(table) >= MAX_PENDING_INTRODUCTIONS:
-            stale = now - self.settings.handshake_timeout_s
-            for key in [key for key, (_, at) in table.items() if at < stale]:
-                del table[key]
-            if len(table) >= MAX_PENDING_INTRODUCTIONS:
-                return
-        table[peer] = (addresses, now)
 
     def _connection_with(self, peer: bytes) -> Connection | None:
         """The live connection whose peer is (or is claimed to be, until authenticated) `peer`."""

@@ -1,8 +1,8 @@
 """The asyncio side of the node: one UDP socket around the sans-IO transport core."""
 
-from tomproto.core.endpoint import TransportCounters
 from tomproto.core.paths import Path, Transport
 from tomproto.core.quic import ALPN, MAX_DATAGRAM_BYTES, TransportSettings
+from tomproto.core.transport_counters import TransportCounters
 from tomproto.core.transport_events import ConnectionInfo, PathChanged, PeerConnected, PeerDisconnected, Received
 from tomproto.errors import (
     ConnectionBusy,

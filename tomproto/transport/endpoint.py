@@ -22,9 +22,10 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import TypeVar
 
-from tomproto.core.endpoint import EndpointCore, TransportCounters
+from tomproto.core.endpoint import EndpointCore
 from tomproto.core.paths import Address, Path, Transport, format_host_port
 from tomproto.core.quic import TransportSettings
+from tomproto.core.transport_counters import TransportCounters
 from tomproto.core.transport_events import (
     ConnectionInfo,
     DialFailed,

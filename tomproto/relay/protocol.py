@@ -10,6 +10,7 @@ from __future__ import annotations
 import ipaddress
 import struct
 from dataclasses import dataclass
+from enum import IntEnum
 
 from tomproto.identity import Identity, verify_signature
 
@@ -49,7 +50,9 @@ _PUNCH_CONTEXT = {PUNCH: b"tom-punch-v1", PUNCH_ACK: b"tom-punch-ack-v1"}
 Address = tuple[str, int]
 
 
-class Refusal:
+class Refusal(IntEnum):
+    """Why the relay refused a packet: the second byte of a REFUSED."""
+
     bad_signature = 1
     unknown_challenge = 2
     malformed = 3

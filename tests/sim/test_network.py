@@ -31,7 +31,7 @@ def numbers(host: Recorder) -> list[int]:
 
 def hosts(network: SimNetwork, *addresses: Address) -> list[Recorder]:
     recorders = [Recorder() for _ in addresses]
-    for recorder, address in zip(recorders, addresses):
+    for recorder, address in zip(recorders, addresses, strict=True):
         network.attach(recorder, address)
     return recorders
 
@@ -118,7 +118,7 @@ def test_without_reordering_jitter_keeps_each_flow_in_order() -> None:
     stream(network, a, B, 1000, 0.001)
     network.run_until(5.0)
     assert numbers(b) == list(range(1000))
-    transit_s = [arrival_s - number * 0.001 for (arrival_s, _, _), number in zip(b.received, numbers(b))]
+    transit_s = [arrival_s - number * 0.001 for (arrival_s, _, _), number in zip(b.received, numbers(b), strict=True)]
     assert max(transit_s) - min(transit_s) > 0.02  # jitter still spreads the arrivals
 
 

@@ -5,6 +5,7 @@ punching cannot work, falling back when the direct path dies and returning when 
 from __future__ import annotations
 
 import statistics
+from collections.abc import Callable
 
 from tests.sim.links import Impairment
 from tests.sim.nat import EIM_APDF, SYMMETRIC
@@ -26,7 +27,7 @@ def probe(seq: int) -> bytes:
 def send_probes(world: World, start_s: float, count: int, spacing_s: float) -> None:
     """Alice sends `count` probes to Bob on their connection, one every `spacing_s`."""
 
-    def sender(seq: int):  # type: ignore[no-untyped-def]
+    def sender(seq: int) -> Callable[[float], None]:
         def send(now: float) -> None:
             handle = world.alice.core.connection_to(world.bob.identity.node_id)
             assert handle is not None, f"no connection for probe {seq}"

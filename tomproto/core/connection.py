@@ -313,7 +313,9 @@ class Connection:
     def send_datagram(self, data: bytes) -> None:
         self._check_usable()
         if len(data) > MAX_DATAGRAM_BYTES:  # aioquic would keep it queued forever, and all behind it
-            raise DatagramTooLarge(f"a datagram of {len(data)} bytes does not fit one QUIC packet ({MAX_DATAGRAM_BYTES})")
+            raise DatagramTooLarge(
+                f"a datagram of {len(data)} bytes does not fit one QUIC packet ({MAX_DATAGRAM_BYTES})"
+            )
         self.quic.send_datagram_frame(data)
 
     def transmit(self, now: float) -> list[tuple[bytes, Address | None]]:

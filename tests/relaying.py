@@ -14,7 +14,13 @@ RELAY_ADDRESS = ("203.0.113.1", 7478)
 
 
 def register_with(
-    core: RelayCore, identity: Identity, address: Address, now: float, *, socket: int = 0, candidates: Sequence[Address] = ()
+    core: RelayCore,
+    identity: Identity,
+    address: Address,
+    now: float,
+    *,
+    socket: int = 0,
+    candidates: Sequence[Address] = (),
 ) -> RelayRegistration:
     """Register `identity` from `address` on the core's socket `socket`, all at `now`, with no
     packet lost; the node's machine, registered."""

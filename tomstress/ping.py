@@ -9,6 +9,7 @@ next slot (no coordinated omission).
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import math
 import secrets
 import time
@@ -87,7 +88,9 @@ class PingRun:
 
     async def run(self) -> dict[str, Any]:
         messages = self.node.events.subscribe(self._on_message, ReceivedMessage)
-        transport_events = self.node.events.subscribe(self._on_transport_event, PathChanged, PeerConnected, PeerDisconnected)
+        transport_events = self.node.events.subscribe(
+            self._on_transport_event, PathChanged, PeerConnected, PeerDisconnected
+        )
         lag = LoopLagSampler()
         lag.start()
         try:
@@ -158,10 +161,8 @@ class PingRun:
     async def _wait(self, delay_s: float) -> bool:
         """Sleep `delay_s` unless stopped first; True when stopped."""
         if delay_s > 0:
-            try:
+            with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(self.stop.wait(), delay_s)
-            except TimeoutError:
-                pass
         if self.on_progress is not None:
             self.on_progress(self)
         return self.stop.is_set()

@@ -66,7 +66,7 @@ class LiveView:
         )
         timeline = run.observations.path_timeline
         table.add_row(
-            "RTT ms (last %d)" % len(recent),
+            f"RTT ms (last {len(recent)})",
             f"p50 {_ms(window.p50)}",
             f"p99 {_ms(window.p99)}",
             f"max {_ms(window.max)}",
@@ -82,13 +82,21 @@ def print_summary(summary: dict[str, Any], console: Console) -> None:
     rtt = summary["rtt_ms"]
     loss = summary["loss"]
     title = f"ping {summary['peer'][:16]}… {_where(summary)} ({summary['transport']})"
-    table = Table(title=title, caption="RTT in ms; * = too few samples for that quantile", show_header=True, header_style="bold")
+    table = Table(
+        title=title,
+        caption="RTT in ms; * = too few samples for that quantile",
+        show_header=True,
+        header_style="bold",
+    )
     for column in ("n", "min", "mean", "p50", "p90", "p95", "p99", "max", "stddev", "jitter"):
         table.add_column(column, justify="right")
     flagged = set(rtt.get("unreliable_quantiles", []))
     table.add_row(
         *[str(rtt["n"])]
-        + [_ms(rtt[key]) + ("*" if key in flagged else "") for key in ("min", "mean", "p50", "p90", "p95", "p99", "max", "stddev", "jitter")]
+        + [
+            _ms(rtt[key]) + ("*" if key in flagged else "")
+            for key in ("min", "mean", "p50", "p90", "p95", "p99", "max", "stddev", "jitter")
+        ]
     )
     console.print(table)
     if flagged:
@@ -99,7 +107,7 @@ def print_summary(summary: dict[str, Any], console: Console) -> None:
     )
     if loss["ratio"] is not None:
         console.print(
-            f"  loss: {loss['percent']:.2f} % (95 % interval {loss['interval_low'] * 100:.2f}–"
+            f"  loss: {loss['percent']:.2f} % (95 % interval {loss['interval_low'] * 100:.2f}–"  # noqa: RUF001 - a range
             f"{loss['interval_high'] * 100:.2f} %)"
         )
     availability = summary["availability"]

@@ -49,7 +49,8 @@ def path_summary(observations: PingObservations, end_s: float | None) -> dict[st
     """How the connection got to the peer: outcome, time to direct, time on each path."""
     timeline = observations.path_timeline
     time_on_path: dict[str, float] = {}
-    for (start, path), (stop, _) in zip(timeline, [*timeline[1:], (end_s, None)]):
+    # Equal lengths, except for an empty timeline: then the lone (end_s, None) is left over, and nothing is summed.
+    for (start, path), (stop, _) in zip(timeline, [*timeline[1:], (end_s, None)], strict=False):
         if stop is not None:
             time_on_path[path] = time_on_path.get(path, 0.0) + max(0.0, stop - start)
     paths_seen = {path for _, path in timeline}

@@ -36,7 +36,9 @@ class ResponderProcess:
             self.process.wait(timeout=10)
 
 
-def start_responder(port: int = 0, identity: Path | None = None, *extra: str, host: str = "127.0.0.1") -> ResponderProcess:
+def start_responder(
+    port: int = 0, identity: Path | None = None, *extra: str, host: str = "127.0.0.1"
+) -> ResponderProcess:
     listen = f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
     command = [*TOM_STRESS, "responder", "--listen", listen, "--quiet", *extra]
     if identity is not None:

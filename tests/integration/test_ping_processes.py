@@ -119,7 +119,9 @@ def test_a_restarted_responder_with_the_same_identity_is_reached_again_within_5_
     def wall(event: dict) -> float:
         return datetime.fromisoformat(event["ts"].replace("Z", "+00:00")).timestamp()
 
-    answered_after = [wall(e) for e in probe_events(summary["archive"]) if e["outcome"] == "ok" and wall(e) > restarted_wall]
+    answered_after = [
+        wall(e) for e in probe_events(summary["archive"]) if e["outcome"] == "ok" and wall(e) > restarted_wall
+    ]
     assert answered_after, "no probe was answered after the restart"
     assert min(answered_after) - restarted_wall <= 5.0
     assert summary["probes"]["sent"] == 80
@@ -140,7 +142,9 @@ def test_dialling_a_node_id_that_the_listener_does_not_hold_fails_clearly(respon
 
 
 def test_local_ping_with_datagram_probes(tmp_path: Path) -> None:
-    ping = start_ping("--local", "--datagram", "--count", "30", "--interval", "20ms", "--timeout", "2s", output_dir=tmp_path)
+    ping = start_ping(
+        "--local", "--datagram", "--count", "30", "--interval", "20ms", "--timeout", "2s", output_dir=tmp_path
+    )
     code, summary, stderr = finish(ping)
     assert code == 0, stderr
     assert summary is not None and summary["transport"] == "datagram"
@@ -172,7 +176,9 @@ def test_datagram_probes_of_the_largest_accepted_size_all_come_back(tmp_path: Pa
 
 
 @pytest.mark.parametrize(("signum", "code", "name"), [(signal.SIGINT, 130, "SIGINT"), (signal.SIGTERM, 143, "SIGTERM")])
-def test_an_interrupted_continuous_run_still_writes_its_summary(tmp_path: Path, signum: int, code: int, name: str) -> None:
+def test_an_interrupted_continuous_run_still_writes_its_summary(
+    tmp_path: Path, signum: int, code: int, name: str
+) -> None:
     ping = start_ping("--local", "--continuous", "--interval", "50ms", "--timeout", "1s", output_dir=tmp_path)
     time.sleep(3.0)
     ping.send_signal(signum)

@@ -114,7 +114,9 @@ def command_line(pid: int) -> str:
 
 def test_sighup_stops_a_run_with_exit_129_and_a_complete_archive(tmp_path: Path, reaper: list) -> None:
     # A dropped ssh session: the hangup reaches the whole process group, our responder included.
-    ping = start_ping("--local", "--continuous", "--interval", "50ms", "--timeout", "1s", output_dir=tmp_path, start_new_session=True)
+    ping = start_ping(
+        "--local", "--continuous", "--interval", "50ms", "--timeout", "1s", output_dir=tmp_path, start_new_session=True
+    )
     reaper.append(ping)
     wait_until(lambda: probes_in(tmp_path) >= 5, "5 probes")
     os.killpg(ping.pid, signal.SIGHUP)
@@ -153,7 +155,8 @@ def test_with_sighup_ignored_at_start_a_sighup_does_not_stop_the_run(tmp_path: P
 
 def test_sigkill_of_ping_local_leaves_no_process_of_ours_within_2_s(tmp_path: Path) -> None:
     ping = subprocess.Popen(
-        [*TOM_STRESS, "ping", "--local", "--continuous", "--interval", "50ms", "--no-live", "--output-dir", str(tmp_path)],
+        [*TOM_STRESS, "ping", "--local", "--continuous", "--interval", "50ms", "--no-live",
+         "--output-dir", str(tmp_path)],
         stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
     )  # fmt: skip
     try:
@@ -182,8 +185,12 @@ def test_a_reader_gone_before_the_summary_costs_neither_the_archive_nor_the_exit
     tmp_path: Path, as_json: bool, reaper: list
 ) -> None:
     # `tom-stress ping ... | head -0`: the summary meets EPIPE.
-    command = [*TOM_STRESS, "ping", "--local", "--count", "5", "--interval", "50ms", "--no-live", "--output-dir", str(tmp_path)]
-    ping = subprocess.Popen(command + (["--json"] if as_json else []), stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    command = [
+        *TOM_STRESS, "ping", "--local", "--count", "5", "--interval", "50ms", "--no-live", "--output-dir", str(tmp_path)
+    ]
+    ping = subprocess.Popen(
+        command + (["--json"] if as_json else []), stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True
+    )
     reaper.append(ping)
     assert ping.stdout is not None and ping.stderr is not None
     ping.stdout.close()
@@ -245,7 +252,10 @@ def test_the_responder_prints_its_final_counters_when_stopped(tmp_path: Path, si
 
 def test_a_responder_started_under_nohup_ignores_sighup() -> None:
     process = subprocess.Popen(
-        [*TOM_STRESS, "responder", "--listen", "127.0.0.1:0", "--quiet"], stdout=subprocess.PIPE, text=True, preexec_fn=ignore_sighup
+        [*TOM_STRESS, "responder", "--listen", "127.0.0.1:0", "--quiet"],
+        stdout=subprocess.PIPE,
+        text=True,
+        preexec_fn=ignore_sighup,
     )
     try:
         assert process.stdout is not None
@@ -263,7 +273,10 @@ def test_a_responder_started_under_nohup_ignores_sighup() -> None:
 @pytest.mark.parametrize("signum", [signal.SIGTERM, signal.SIGHUP], ids=["SIGTERM", "SIGHUP"])
 def test_the_relay_prints_its_final_stats_when_stopped(signum: signal.Signals) -> None:
     relay = subprocess.Popen(
-        [*TOM_STRESS, "relay", "--listen", "127.0.0.1:0", "--stats-interval", "1h"], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True
+        [*TOM_STRESS, "relay", "--listen", "127.0.0.1:0", "--stats-interval", "1h"],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
     )
     responder = None
     try:
@@ -271,7 +284,9 @@ def test_the_relay_prints_its_final_stats_when_stopped(signum: signal.Signals) -
         listening = read_json_line(relay, "listening", BOUND_S)
         relay_address = listening["addresses"][0]
         responder = subprocess.Popen(
-            [*TOM_STRESS, "responder", "--listen", "127.0.0.1:0", "--quiet", "--relay", relay_address], stdout=subprocess.PIPE, text=True
+            [*TOM_STRESS, "responder", "--listen", "127.0.0.1:0", "--quiet", "--relay", relay_address],
+            stdout=subprocess.PIPE,
+            text=True,
         )
         assert responder.stdout is not None
         ready = read_json_line(responder, "listening", BOUND_S)
@@ -323,7 +338,9 @@ def test_in_the_static_binary_the_death_of_the_outermost_process_stops_the_respo
         bootloader.wait(timeout=BOUND_S)
         stopped = read_json_line(bootloader, "stopped", GONE_WITHIN_S)
         assert stopped["stopped_by"] == stopped_by
-        wait_until(lambda: not any(running(pid, start) for pid, start in ours.items()), "the responder to exit", GONE_WITHIN_S)
+        wait_until(
+            lambda: not any(running(pid, start) for pid, start in ours.items()), "the responder to exit", GONE_WITHIN_S
+        )
     finally:
         for pid, start in ours.items():
             if running(pid, start):
@@ -338,7 +355,8 @@ def test_watch_process_notices_a_death_by_sigkill(monkeypatch: pytest.MonkeyPatc
     async def scenario() -> None:
         loop = asyncio.get_running_loop()
         gone = asyncio.Event()
-        watched = subprocess.Popen(["sleep", "60"])  # our child: it stays a zombie until reaped
+        # Our child, not asyncio's (whose watcher would reap it): it stays a zombie until reaped.
+        watched = subprocess.Popen(["sleep", "60"])  # noqa: ASYNC220 - returns at once
         try:
             lifeline.watch_process(loop, watched.pid, gone.set)
             await asyncio.sleep(2 * lifeline.POLL_INTERVAL_S)  # a living process is not taken for dead

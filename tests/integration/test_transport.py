@@ -116,7 +116,8 @@ class RecordingProtocol(QuicConnectionProtocol):
         async def found() -> events.QuicEvent:
             while True:
                 for event in self.seen:
-                    if isinstance(event, kind) and (stream_id is None or getattr(event, "stream_id", None) == stream_id):
+                    on_stream = stream_id is None or getattr(event, "stream_id", None) == stream_id
+                    if isinstance(event, kind) and on_stream:
                         return event
                 self.changed.clear()
                 await self.changed.wait()
@@ -247,7 +248,9 @@ def test_a_peer_that_restarted_is_redialled_at_once_through_its_reset_notice() -
 def test_low_memory_profile_caps_connections_and_advertised_streams() -> None:
     async def scenario() -> None:
         settings = TransportSettings.low_memory()
-        tight = TransportSettings(max_connections=1, max_peer_streams=settings.max_peer_streams, handshake_timeout_s=1.0)
+        tight = TransportSettings(
+            max_connections=1, max_peer_streams=settings.max_peer_streams, handshake_timeout_s=1.0
+        )
         listener = Identity.generate()
         server = await Endpoint.open(listener, "127.0.0.1", 0, tight)
         try:

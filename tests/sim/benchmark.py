@@ -5,7 +5,8 @@
 "datagrams": a pinger behind an EIM NAT sends 10 000 datagrams a virtual second to an echo
 server (20 ms ± 5 ms, 5 % loss each way) for 5 virtual seconds; datagrams sent per wall second.
 "quic": `--runs` seeded QUIC runs (quic_hosts.dial_and_send, as tests/sim/test_quic.py runs it:
-handshake and a 51 kB stream across 5 % loss each way, plus 0.5 s of tail); wall time for all of them, and virtual seconds covered.
+handshake and a 51 kB stream across 5 % loss each way, plus 0.5 s of tail); wall time for all of
+them, and virtual seconds covered.
 """
 
 from __future__ import annotations
@@ -78,7 +79,13 @@ def quic_runs(runs: int) -> dict[str, float]:
         virtual_s += network.now
         datagrams += network.counters.sent
     wall_s = time.perf_counter() - started
-    return {"runs": runs, "wall_s": wall_s, "virtual_s": virtual_s, "datagrams": datagrams, "ms_per_run": 1000 * wall_s / runs}
+    return {
+        "runs": runs,
+        "wall_s": wall_s,
+        "virtual_s": virtual_s,
+        "datagrams": datagrams,
+        "ms_per_run": 1000 * wall_s / runs,
+    }
 
 
 def main() -> None:
@@ -91,7 +98,10 @@ def main() -> None:
         print(json.dumps(figures))
         return
     plain = figures["datagrams"]
-    print(f"datagrams: {plain['datagrams']:.0f} in {plain['wall_s']:.2f} s wall: {plain['datagrams_per_s']:,.0f} datagrams/s")
+    print(
+        f"datagrams: {plain['datagrams']:.0f} in {plain['wall_s']:.2f} s wall: "
+        f"{plain['datagrams_per_s']:,.0f} datagrams/s"
+    )
     quic = figures["quic"]
     print(
         f"quic: {quic['runs']:.0f} seeded runs, {quic['virtual_s']:.1f} virtual s, {quic['datagrams']:.0f} datagrams "

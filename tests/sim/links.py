@@ -48,7 +48,9 @@ class LinkTable:
         self.default = default
         self._links: dict[tuple[str, str], Impairment] = {}
 
-    def set(self, source_site: str, destination_site: str, forward: Impairment, backward: Impairment | None = None) -> None:
+    def set(
+        self, source_site: str, destination_site: str, forward: Impairment, backward: Impairment | None = None
+    ) -> None:
         """Impair source → destination with `forward`, and the way back with `backward`
         (the same as `forward` when not given)."""
         self._links[(source_site, destination_site)] = forward

@@ -143,7 +143,9 @@ class Nat:
             sent_s = binding.remotes.get(remote)
             allowed = sent_s is not None and now - sent_s < timeout_s
         elif filtering is Filtering.ADDRESS_DEPENDENT:
-            allowed = any(address[0] == remote[0] and now - sent_s < timeout_s for address, sent_s in binding.remotes.items())
+            allowed = any(
+                address[0] == remote[0] and now - sent_s < timeout_s for address, sent_s in binding.remotes.items()
+            )
         else:
             allowed = True
         return (Inbound.PASSED, binding.private) if allowed else (Inbound.FILTERED, None)

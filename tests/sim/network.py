@@ -78,7 +78,14 @@ class _Endpoint:
 class _Datagram:
     __slots__ = ("data", "destination", "private_network", "sender", "wire_source")
 
-    def __init__(self, sender: _Endpoint, destination: Address, wire_source: Address, private_network: Nat | None, data: bytes) -> None:
+    def __init__(
+        self,
+        sender: _Endpoint,
+        destination: Address,
+        wire_source: Address,
+        private_network: Nat | None,
+        data: bytes,
+    ) -> None:
         self.sender = sender
         self.destination = destination
         self.wire_source = wire_source  # the source on the wire: public when it crossed a NAT
@@ -191,7 +198,9 @@ class SimNetwork:
         """After a test called into `host` itself: send what it queued and reschedule its timer."""
         self._service(self._by_host[id(host)])
 
-    def set_link(self, source_site: str, destination_site: str, forward: Impairment, backward: Impairment | None = None) -> None:
+    def set_link(
+        self, source_site: str, destination_site: str, forward: Impairment, backward: Impairment | None = None
+    ) -> None:
         """Impair source → destination with `forward` and the way back with `backward` (the same
         when not given); other pairs keep the default."""
         self.links.set(source_site, destination_site, forward, backward)

@@ -29,7 +29,16 @@ from tomproto.core.quic import (
 )
 from tomproto.identity import Identity
 
-__all__ = ["DEFAULT_SETTINGS", "SERVER", "Capture", "QuicClientHost", "QuicHost", "QuicRun", "QuicServerHost", "dial_and_send"]
+__all__ = [
+    "DEFAULT_SETTINGS",
+    "SERVER",
+    "Capture",
+    "QuicClientHost",
+    "QuicHost",
+    "QuicRun",
+    "QuicServerHost",
+    "dial_and_send",
+]
 
 SERVER: Address = ("198.51.100.1", 4433)
 # (time_s, sender's address, destination, bytes) of every datagram sent.
@@ -97,10 +106,14 @@ class QuicHost:
 class QuicClientHost(QuicHost):
     """Dials `server` at `now` (its Initial goes out when the network attaches it)."""
 
-    def __init__(self, identity: Identity, server: Address, now: float, settings: TransportSettings = DEFAULT_SETTINGS) -> None:
+    def __init__(
+        self, identity: Identity, server: Address, now: float, settings: TransportSettings = DEFAULT_SETTINGS
+    ) -> None:
         super().__init__()
         self._now = now
-        self.connection = TomQuicConnection(configuration=quic_configuration(identity, settings, is_client=True), counters=self.counters)
+        self.connection = TomQuicConnection(
+            configuration=quic_configuration(identity, settings, is_client=True), counters=self.counters
+        )
         self.connection.connect(server, now)
 
 

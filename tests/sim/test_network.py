@@ -31,12 +31,14 @@ def numbers(host: Recorder) -> list[int]:
 
 def hosts(network: SimNetwork, *addresses: Address) -> list[Recorder]:
     recorders = [Recorder() for _ in addresses]
-    for recorder, address in zip(recorders, addresses):
+    for recorder, address in zip(recorders, addresses, strict=True):
         network.attach(recorder, address)
     return recorders
 
 
-def stream(network: SimNetwork, sender: Recorder, destination: Address, count: int, interval_s: float, start_s: float = 0.0) -> None:
+def stream(
+    network: SimNetwork, sender: Recorder, destination: Address, count: int, interval_s: float, start_s: float = 0.0
+) -> None:
     """`count` numbered datagrams, one every `interval_s` from `start_s`."""
     for index in range(count):
         send_at(network, sender, start_s + index * interval_s, numbered(index), destination)
@@ -118,7 +120,7 @@ def test_without_reordering_jitter_keeps_each_flow_in_order() -> None:
     stream(network, a, B, 1000, 0.001)
     network.run_until(5.0)
     assert numbers(b) == list(range(1000))
-    transit_s = [arrival_s - number * 0.001 for (arrival_s, _, _), number in zip(b.received, numbers(b))]
+    transit_s = [arrival_s - number * 0.001 for (arrival_s, _, _), number in zip(b.received, numbers(b), strict=True)]
     assert max(transit_s) - min(transit_s) > 0.02  # jitter still spreads the arrivals
 
 
@@ -181,7 +183,9 @@ def test_a_partition_can_be_any_predicate_on_the_two_ends() -> None:
 
 
 def test_every_datagram_is_accounted_for_in_the_counters_and_in_the_trace() -> None:
-    network = SimNetwork(11, default=Impairment(delay_s=0.030, jitter_s=0.010, loss=0.1, duplicate=0.1, reorder=True), trace=True)
+    network = SimNetwork(
+        11, default=Impairment(delay_s=0.030, jitter_s=0.010, loss=0.1, duplicate=0.1, reorder=True), trace=True
+    )
     a, b, c = hosts(network, A, B, C)
     nat = network.add_nat("203.0.113.1", EIM_APDF)
     inside = Recorder()
@@ -207,7 +211,9 @@ def test_every_datagram_is_accounted_for_in_the_counters_and_in_the_trace() -> N
 
 
 def run_traced(seed: int) -> list[tuple[float, Address, Address, int, str]]:
-    network = SimNetwork(seed, default=Impairment(delay_s=0.020, jitter_s=0.030, loss=0.2, duplicate=0.1, reorder=True), trace=True)
+    network = SimNetwork(
+        seed, default=Impairment(delay_s=0.020, jitter_s=0.030, loss=0.2, duplicate=0.1, reorder=True), trace=True
+    )
     a, b, c = hosts(network, A, B, C)
     stream(network, a, B, 200, 0.002)
     stream(network, b, C, 200, 0.003)

@@ -5,6 +5,7 @@ punching cannot work, falling back when the direct path dies and returning when 
 from __future__ import annotations
 
 import statistics
+from collections.abc import Callable
 
 from tests.sim.links import Impairment
 from tests.sim.nat import EIM_APDF, SYMMETRIC
@@ -26,7 +27,7 @@ def probe(seq: int) -> bytes:
 def send_probes(world: World, start_s: float, count: int, spacing_s: float) -> None:
     """Alice sends `count` probes to Bob on their connection, one every `spacing_s`."""
 
-    def sender(seq: int):  # type: ignore[no-untyped-def]
+    def sender(seq: int) -> Callable[[float], None]:
         def send(now: float) -> None:
             handle = world.alice.core.connection_to(world.bob.identity.node_id)
             assert handle is not None, f"no connection for probe {seq}"
@@ -78,7 +79,8 @@ def test_across_a_symmetric_nat_the_connection_stays_on_the_relay_and_every_prob
             assert sorted(probes_received(world)) == [probe(seq) for seq in range(100)], seed
             assert {event.path for event in world.bob.received()} == {Path.relay}
             assert not any(isinstance(event, PathChanged) for event in world.alice.events + world.bob.events)
-            assert world.alice.core.info(world.alice.core.connection_to(world.bob.identity.node_id) or 0).punches_sent > 0
+            handle = world.alice.core.connection_to(world.bob.identity.node_id)
+            assert world.alice.core.info(handle or 0).punches_sent > 0
 
 
 def test_a_black_holed_direct_path_falls_back_to_the_relay_in_time_and_returns_after_it_heals() -> None:

@@ -169,11 +169,14 @@ class World:
         deadline = self.network.now + limit_s
         while not (self.registered(self.alice) and self.registered(self.bob)):
             failures = len(self.timed(RelayRegistrationFailed))
-            self.network.run_while(
-                lambda: not (self.registered(self.alice) and self.registered(self.bob))
-                and len(self.timed(RelayRegistrationFailed)) == failures,
-                max(0.0, deadline - self.network.now),
-            )
+
+            def waiting(failures: int = failures) -> bool:  # this pass's count, bound now
+                return (
+                    not (self.registered(self.alice) and self.registered(self.bob))
+                    and len(self.timed(RelayRegistrationFailed)) == failures
+                )
+
+            self.network.run_while(waiting, max(0.0, deadline - self.network.now))
             for entry in self.timed(RelayRegistrationFailed)[failures:]:
                 node = self.alice if entry.node == "alice" else self.bob
                 self.at(self.network.now, node, node.core.register_with_relay)

@@ -45,7 +45,9 @@ class Link:
     """The node's machine and a relay core, with zero delay; `drop_up` and `drop_down` decide
     which packets to and from the relay are lost."""
 
-    def __init__(self, core: RelayCore, client: RelayRegistration, drop_up: Drop = never, drop_down: Drop = never) -> None:
+    def __init__(
+        self, core: RelayCore, client: RelayRegistration, drop_up: Drop = never, drop_down: Drop = never
+    ) -> None:
         self.core, self.client = core, client
         self.drop_up, self.drop_down = drop_up, drop_down
         self.address = NODE_ADDRESS
@@ -256,7 +258,9 @@ _STATES = ["idle", "registering", "registered"]
 @settings(max_examples=200, deadline=None)
 @given(state=st.sampled_from(_STATES), packets=st.lists(st.binary(max_size=120), max_size=8),
        kinds=st.lists(st.sampled_from(sorted(wire.RELAY_KINDS)), max_size=8))  # fmt: skip
-def test_garbage_from_the_relays_address_never_raises_and_leaves_a_consistent_machine(state: str, packets: list[bytes], kinds: list[int]) -> None:
+def test_garbage_from_the_relays_address_never_raises_and_leaves_a_consistent_machine(
+    state: str, packets: list[bytes], kinds: list[int]
+) -> None:
     net = link()
     if state == "registered":
         net.start()

@@ -111,7 +111,8 @@ def test_a_challenge_is_good_only_on_the_socket_that_issued_it() -> None:
     # Dave's registration stays on socket 0: a keep-alive there is answered, one on socket 1 is not.
     [ack] = core.handle(wire.keepalive(dave.node_id.raw), dave_address, NOW + 2, socket=0)
     assert ack == Outgoing(wire.keepalive_ack(dave_address), dave_address, 0)
-    assert refusal(core.handle(wire.keepalive(dave.node_id.raw), dave_address, NOW + 2, socket=1)) == wire.Refusal.not_registered
+    refused = core.handle(wire.keepalive(dave.node_id.raw), dave_address, NOW + 2, socket=1)
+    assert refusal(refused) == wire.Refusal.not_registered
 
 
 def test_a_late_challenge_is_refused() -> None:
@@ -317,7 +318,12 @@ def _packets(draw: st.DrawFn) -> bytes:
         return wire.hello(_ATTACKER.node_id.raw)[: draw(st.integers(1, wire.HELLO_BYTES + 10))]
     if shape == "register":
         candidates = draw(st.lists(st.just(("192.0.2.1", 1)), max_size=wire.MAX_CANDIDATES))
-        return wire.register(_ATTACKER, draw(st.binary(min_size=32, max_size=32)), draw(st.binary(min_size=32, max_size=32)), candidates)
+        return wire.register(
+            _ATTACKER,
+            draw(st.binary(min_size=32, max_size=32)),
+            draw(st.binary(min_size=32, max_size=32)),
+            candidates,
+        )
     return bytes([kind]) + draw(st.binary(max_size=80))
 
 

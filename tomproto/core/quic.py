@@ -9,7 +9,7 @@ longer learn the dialer's NodeId).
 from __future__ import annotations
 
 import ssl
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 from aioquic.quic.configuration import QuicConfiguration
@@ -19,7 +19,14 @@ from tomproto.core.admission import AdmissionSettings
 from tomproto.core.certificates import node_certificate
 from tomproto.identity import Identity
 
-__all__ = ["ALPN", "MAX_DATAGRAM_BYTES", "TransportSettings", "PacketCounters", "TomQuicConnection", "quic_configuration"]
+__all__ = [
+    "ALPN",
+    "MAX_DATAGRAM_BYTES",
+    "TransportSettings",
+    "PacketCounters",
+    "TomQuicConnection",
+    "quic_configuration",
+]
 
 ALPN = "tom-protocol/transport/0"
 # A DATAGRAM frame must fit one QUIC packet of 1200 bytes: minus the short header (1 + 8-byte
@@ -52,7 +59,7 @@ class TransportSettings:
     # ...and answers (which cannot wait) are dropped, and counted, beyond this many.
     max_reply_streams: int = 1024
     # Which Initials may open a connection: Retry past thresholds, half-open caps and timeout.
-    admission: AdmissionSettings = AdmissionSettings()
+    admission: AdmissionSettings = field(default_factory=AdmissionSettings)
     # Punch to a direct path through the relay (off: neither call nor answer punches, so the
     # connection stays on the relay path; for measuring the relay itself).
     punch: bool = True

@@ -250,8 +250,16 @@ class RelayCore:
         # Both sides at once, each with the other's observed address first: they punch together.
         self.events["calls"] += 1
         return [
-            Outgoing(wire.call_from(source.node_id, [source.address, *source.candidates]), target.address, target.socket),
-            Outgoing(wire.call_from(target.node_id, [target.address, *target.candidates]), address, socket),
+            Outgoing(
+                wire.call_from(source.node_id, [source.address, *source.candidates]),
+                target.address,
+                target.socket,
+            ),
+            Outgoing(
+                wire.call_from(target.node_id, [target.address, *target.candidates]),
+                address,
+                socket,
+            ),
         ]
 
     _HANDLERS: dict[int, _Handler] = {  # noqa: RUF012 - a constant table of the class's own methods

@@ -81,7 +81,11 @@ async def _serve(listens: list[tuple[str, int]], identity_file: Path | None, sta
     watch_outermost(loop, lambda: stop("outermost_gone"))  # the static binary's bootloader was killed
     loop.add_signal_handler(signal.SIGUSR1, print_line, "stats")
     addresses = [format_host_port(address) for address in server.addresses]
-    print(json.dumps({"event": "listening", "relay_id": server.identity.node_id.hex, "addresses": addresses}), file=out, flush=True)
+    print(
+        json.dumps({"event": "listening", "relay_id": server.identity.node_id.hex, "addresses": addresses}),
+        file=out,
+        flush=True,
+    )
     print(f"tom-relay {server.identity.node_id.hex} on {', '.join(addresses)} (udp)", file=err, flush=True)
     while not stopped.is_set():  # one pass per stats interval, until stopped
         try:
@@ -103,10 +107,21 @@ def _stats_interval_option(text: str) -> float:
 
 @app.command(epilog=EXIT_CODES_HELP)
 def relay(
-    listen: list[str] = typer.Option([DEFAULT_LISTEN], "--listen", metavar="HOST:PORT", help="UDP address ([::1]:7478 for IPv6); repeat to serve several."),
-    identity_file: Path | None = typer.Option(None, "--identity", help="Identity file (created if missing); ephemeral without it."),
+    listen: list[str] = typer.Option(
+        [DEFAULT_LISTEN],
+        "--listen",
+        metavar="HOST:PORT",
+        help="UDP address ([::1]:7478 for IPv6); repeat to serve several.",
+    ),
+    identity_file: Path | None = typer.Option(
+        None, "--identity", help="Identity file (created if missing); ephemeral without it."
+    ),
     stats_interval: float = typer.Option(
-        "60s", "--stats-interval", parser=_stats_interval_option, metavar="DURATION", help="Time between JSON stats lines, e.g. 60s (also on SIGUSR1)."
+        "60s",
+        "--stats-interval",
+        parser=_stats_interval_option,
+        metavar="DURATION",
+        help="Time between JSON stats lines, e.g. 60s (also on SIGUSR1).",
     ),
     version: bool = typer.Option(False, "--version", help="Print the version and exit."),
 ) -> None:

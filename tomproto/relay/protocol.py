@@ -119,7 +119,9 @@ def _parse_candidates(data: bytes) -> tuple[tuple[Address, ...], int] | None:
     if count > MAX_CANDIDATES or len(data) < end:
         return None
     try:
-        addresses = tuple(unpack_address(data[1 + i * ADDRESS_BYTES : 1 + (i + 1) * ADDRESS_BYTES]) for i in range(count))
+        addresses = tuple(
+            unpack_address(data[1 + i * ADDRESS_BYTES : 1 + (i + 1) * ADDRESS_BYTES]) for i in range(count)
+        )
     except ValueError:
         return None
     return addresses, end

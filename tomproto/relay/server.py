@@ -50,7 +50,9 @@ class _RelaySocket(asyncio.DatagramProtocol):
 
 
 class RelayServer:
-    def __init__(self, identity: Identity, settings: RelaySettings | None = None, *, secret: bytes | None = None) -> None:
+    def __init__(
+        self, identity: Identity, settings: RelaySettings | None = None, *, secret: bytes | None = None
+    ) -> None:
         self.core = RelayCore(identity, settings, secret=secret or os.urandom(SECRET_BYTES), now=time.monotonic())
         self.sockets: list[_RelaySocket] = []
         self._sweep_timer: asyncio.TimerHandle | None = None
@@ -71,7 +73,9 @@ class RelayServer:
         """Bind one socket per address, in order (on OSError, those bound are in `sockets`)."""
         loop = asyncio.get_running_loop()
         for host, port in listens:
-            _, relay_socket = await loop.create_datagram_endpoint(partial(_RelaySocket, self, len(self.sockets)), local_addr=(host, port))
+            _, relay_socket = await loop.create_datagram_endpoint(
+                partial(_RelaySocket, self, len(self.sockets)), local_addr=(host, port)
+            )
             self.sockets.append(relay_socket)
         self._arm_sweep()
 

@@ -39,7 +39,8 @@ def _name(process: subprocess.Popen[Any]) -> str:
 def read_json_line(process: subprocess.Popen[Any], event: str, timeout_s: float) -> dict[str, Any]:
     """The child's next JSON line whose "event" is `event` (other lines are skipped), within
     `timeout_s`; TimeoutError naming the child when none comes in time or its stdout closes."""
-    assert process.stdout is not None, "start the child with stdout=subprocess.PIPE"
+    if process.stdout is None:
+        raise ValueError(f"{_name(process)} has no stdout to read: start the child with stdout=subprocess.PIPE")
     fd = process.stdout.fileno()
     deadline = time.monotonic() + timeout_s
     line = _partial_lines.setdefault(process, bytearray())

@@ -55,7 +55,12 @@ def _median(values: list[float]) -> float | None:
 
 
 async def _sample_connections(
-    peer: NodeId, address: tuple[str, int] | None, relay: tuple[str, int] | None, row: Row, samples: int, spacing_s: float
+    peer: NodeId,
+    address: tuple[str, int] | None,
+    relay: tuple[str, int] | None,
+    row: Row,
+    samples: int,
+    spacing_s: float,
 ) -> None:
     """A fresh node dials the target `samples` times: handshake (and registration) times."""
     for _ in range(samples):
@@ -85,14 +90,14 @@ async def _phase(
     flooder = ping = None
     try:  # whatever fails, no child outlives its phase to load the next one
         if flood_rate > 0:
-            flooder = subprocess.Popen(
+            flooder = subprocess.Popen(  # noqa: ASYNC220 - Popen returns at once; the child runs alongside
                 [sys.executable, "-m", "tomstress.benchmarks.flooder", "--target", target["flood_target"],
                  "--kind", target["flood_kind"], "--rate", str(flood_rate), "--duration", str(seconds + 2.0)],
                 stdout=subprocess.PIPE, text=True,
             )  # fmt: skip
             await asyncio.to_thread(_json_line, flooder, "ready")
         count = int(seconds / PING_INTERVAL_S)
-        ping = subprocess.Popen(
+        ping = subprocess.Popen(  # noqa: ASYNC220 - Popen returns at once; the child runs alongside
             [*TOM_STRESS, "ping", *target["ping_args"], "--count", str(count),
              "--interval", f"{PING_INTERVAL_S * 1000:g}ms", "--timeout", "5s", "--json", "--no-live",
              "--output-dir", str(output_dir)],
@@ -153,8 +158,9 @@ async def _bench(arguments: argparse.Namespace) -> list[Row]:
             stop(process)
     if "relay" not in arguments.targets:
         return rows
-    relay = subprocess.Popen([*TOM_STRESS, "relay", "--listen", "127.0.0.1:0", "--stats-interval", "1h"],
-                             stdout=subprocess.PIPE, text=True)  # fmt: skip
+    relay = subprocess.Popen(  # noqa: ASYNC220 - Popen returns at once; the relay runs alongside
+        [*TOM_STRESS, "relay", "--listen", "127.0.0.1:0", "--stats-interval", "1h"], stdout=subprocess.PIPE, text=True
+    )
     responder = None
     try:
         relay_address = _json_line(relay, "listening")["addresses"][0]
@@ -184,14 +190,17 @@ def _ms(value: float | None) -> str:
 
 
 def print_table(rows: list[Row]) -> None:
-    header = (f"{'target':<24} {'phase':<6} {'ping p50':>8} {'p99':>7} {'max':>7} {'ok/sent':>9} "
-              f"{'handshake p50':>13} {'max':>7} {'register p50':>12} {'max':>7} {'fail':>4} {'flood pkt/s':>11}")  # fmt: skip
+    header = (
+        f"{'target':<24} {'phase':<6} {'ping p50':>8} {'p99':>7} {'max':>7} {'ok/sent':>9} "
+        f"{'handshake p50':>13} {'max':>7} {'register p50':>12} {'max':>7} {'fail':>4} {'flood pkt/s':>11}"
+    )
     print(header)
     print("-" * len(header))
     for row in rows:
         ping = row.ping
         print(
-            f"{row.target:<24} {row.phase:<6} {_ms(ping.get('p50')):>8} {_ms(ping.get('p99')):>7} {_ms(ping.get('max')):>7} "
+            f"{row.target:<24} {row.phase:<6} "
+            f"{_ms(ping.get('p50')):>8} {_ms(ping.get('p99')):>7} {_ms(ping.get('max')):>7} "
             f"{str(ping.get('ok')) + '/' + str(ping.get('sent')):>9} "
             f"{_ms(_median(row.handshake_ms)):>13} {_ms(max(row.handshake_ms, default=None)):>7} "
             f"{_ms(_median(row.registration_ms)):>12} {_ms(max(row.registration_ms, default=None)):>7} "

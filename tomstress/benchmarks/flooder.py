@@ -198,7 +198,8 @@ def main(argv: list[str] | None = None) -> None:
         packets = list(quic_packets(target, total, arguments.seed))
     else:
         packets = list(relay_packets(total, arguments.seed))
-    print(json.dumps({"event": "ready", "packets": len(packets), "build_s": round(time.monotonic() - built_at, 3)}), flush=True)
+    build_s = round(time.monotonic() - built_at, 3)
+    print(json.dumps({"event": "ready", "packets": len(packets), "build_s": build_s}), flush=True)
     report = flood(
         target, packets, rate_per_s=arguments.rate, duration_s=arguments.duration, source=arguments.source,
         ports=arguments.ports, answer=arguments.kind == "relay",

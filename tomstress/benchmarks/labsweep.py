@@ -43,7 +43,9 @@ def sweep_one(topology: str, preset: str, count: int) -> dict[str, object]:
         "nat_verdict": verdict,
         "path_outcome": summary["path"]["outcome"],
         "time_to_direct_s": summary["path"]["time_to_direct_s"],
-        "rtt_ms_by_path": {path: {"n": f["n"], "p50": f["p50"], "p99": f["p99"]} for path, f in summary["rtt_ms_by_path"].items()},
+        "rtt_ms_by_path": {
+            path: {"n": f["n"], "p50": f["p50"], "p99": f["p99"]} for path, f in summary["rtt_ms_by_path"].items()
+        },
         "loss_percent": summary["loss"]["percent"],
         "probes": summary["probes"],
     }

@@ -57,7 +57,9 @@ def memory_kib(pid: int) -> dict[str, int]:
 
 
 def start_responder(command: list[str], low_memory: bool) -> tuple[subprocess.Popen[str], NodeId, int]:
-    arguments = [*command, "responder", "--listen", f"{LOOPBACK}:0", "--quiet"] + (["--low-memory"] if low_memory else [])
+    arguments = [*command, "responder", "--listen", f"{LOOPBACK}:0", "--quiet"]
+    if low_memory:
+        arguments.append("--low-memory")
     process = subprocess.Popen(arguments, stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
     assert process.stdout is not None  # noqa: S101
     ready = json.loads(process.stdout.readline())
@@ -136,22 +138,33 @@ def main() -> None:
     parser.add_argument("--clients", type=int, default=8, help="load clients (default 8)")
     parser.add_argument("--seconds", type=float, default=20.0, help="load duration (default 20)")
     parser.add_argument("--size", type=int, default=60000, help="probe plaintext bytes of the load (default 60000)")
-    parser.add_argument("--soak", type=float, default=None, metavar="SECONDS", help="instead: continuous ping for SECONDS")
+    parser.add_argument(
+        "--soak", type=float, default=None, metavar="SECONDS", help="instead: continuous ping for SECONDS"
+    )
     parser.add_argument("--interval", type=float, default=0.1, help="soak probe interval in seconds (default 0.1)")
     arguments = parser.parse_args()
     command = shlex.split(arguments.responder_command)
     if arguments.soak is not None:
         result = asyncio.run(soak(command, arguments.soak, arguments.interval))
         print(json.dumps(result))
-        print(f"responder after {result['seconds']:g} s of continuous ping: RSS {result['rss_mib']} MiB "
-              f"(peak {result['peak_rss_mib']} MiB), probes {result['probes']['ok']}/{result['probes']['sent']} ok", file=sys.stderr)  # fmt: skip
+        print(
+            f"responder after {result['seconds']:g} s of continuous ping: RSS {result['rss_mib']} MiB "
+            f"(peak {result['peak_rss_mib']} MiB), probes {result['probes']['ok']}/{result['probes']['sent']} ok",
+            file=sys.stderr,
+        )
         return
-    results = [asyncio.run(load(command, low, arguments.clients, arguments.seconds, arguments.size)) for low in (False, True)]
-    print(json.dumps({"clients": arguments.clients, "seconds": arguments.seconds, "size": arguments.size, "runs": results}))
+    results = [
+        asyncio.run(load(command, low, arguments.clients, arguments.seconds, arguments.size)) for low in (False, True)
+    ]
+    summary = {"clients": arguments.clients, "seconds": arguments.seconds, "size": arguments.size, "runs": results}
+    print(json.dumps(summary))
     for result in results:
-        print(f"{'low-memory' if result['low_memory'] else 'default   '}: idle {result['idle_rss_mib']} MiB, "
-              f"peak under load {result['peak_rss_mib']} MiB ({result['envelopes_sent']} envelopes of "
-              f"{arguments.size} B from {arguments.clients} clients in {arguments.seconds:g} s)", file=sys.stderr)  # fmt: skip
+        print(
+            f"{'low-memory' if result['low_memory'] else 'default   '}: idle {result['idle_rss_mib']} MiB, "
+            f"peak under load {result['peak_rss_mib']} MiB ({result['envelopes_sent']} envelopes of "
+            f"{arguments.size} B from {arguments.clients} clients in {arguments.seconds:g} s)",
+            file=sys.stderr,
+        )
 
 
 if __name__ == "__main__":

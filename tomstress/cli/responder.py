@@ -173,13 +173,21 @@ def responder(
     low_memory: bool = typer.Option(
         False, "--low-memory", help="Small flow-control windows and stream/connection caps, for small devices."
     ),
-    relay: str | None = typer.Option(None, "--relay", metavar="HOST:PORT", help="Register with this tom-relay (reachable behind NAT)."),
+    relay: str | None = typer.Option(
+        None, "--relay", metavar="HOST:PORT", help="Register with this tom-relay (reachable behind NAT)."
+    ),
     stop_on_stdin_eof: bool = typer.Option(
-        False, "--stop-on-stdin-eof", hidden=True, help="Stop when stdin (a pipe from the parent) ends: ping --local's lifeline."
+        False,
+        "--stop-on-stdin-eof",
+        hidden=True,
+        help="Stop when stdin (a pipe from the parent) ends: ping --local's lifeline.",
     ),
     address_validation: str = typer.Option(
-        "auto", "--address-validation", metavar="auto|always",
-        help="QUIC Retry for new connections: `auto` past a threshold of half-open handshakes, `always` for every one (one more round trip).",
+        "auto",
+        "--address-validation",
+        metavar="auto|always",
+        help="QUIC Retry for new connections: `auto` past a threshold of half-open handshakes, "
+        "`always` for every one (one more round trip).",
     ),
 ) -> None:
     """Answer probes: print the NodeId and addresses (and one JSON line on stdout), run until stopped."""
@@ -190,7 +198,17 @@ def responder(
             fail("--listen and --relay must be of the same IP family (both IPv4 or both IPv6): one socket serves both")
         if address_validation not in ("auto", "always"):
             fail("--address-validation must be auto or always")
-        asyncio.run(_serve(identity_file, listen_address, quiet, low_memory, relay_address, stop_on_stdin_eof, address_validation))
+        asyncio.run(
+            _serve(
+                identity_file,
+                listen_address,
+                quiet,
+                low_memory,
+                relay_address,
+                stop_on_stdin_eof,
+                address_validation,
+            )
+        )
     except IdentityError as error:
         fail(str(error))
 

@@ -5,6 +5,7 @@ one connection, and a handshake left half-open is forgotten."""
 from __future__ import annotations
 
 import random
+from collections.abc import Callable
 
 from tests.sim.links import Impairment
 from tests.sim.world import A_PUBLIC, B_PUBLIC, RELAY, World
@@ -14,7 +15,7 @@ from tomproto.core.introductions import MAX_PENDING_INTRODUCTIONS
 from tomproto.core.quic import TransportSettings
 from tomproto.core.transport_events import DialFailed, DialSucceeded, PeerConnected
 from tomproto.errors import DialTimeout
-from tomproto.identity import Identity
+from tomproto.identity import Identity, NodeId
 from tomproto.relay import protocol as wire
 
 
@@ -72,13 +73,16 @@ def test_a_dial_to_a_silent_peer_fails_with_a_dial_timeout_at_the_handshake_time
         assert world.alice.core.connections() == [] and not world.alice.core._connections
 
 
+def dialler(core: EndpointCore, peer: NodeId, address: tuple[str, int]) -> Callable[[float], object]:
+    return lambda now: core.dial(peer, address, now)
+
+
 def test_two_peers_dialling_each_other_at_once_keep_one_connection_on_both_sides() -> None:
     for seed in range(10):
         with World(seed, behind_nats=False, impairment=Impairment(delay_s=0.015, jitter_s=0.003)) as world:
             alice, bob = world.alice, world.bob
-            alice_id, bob_id = alice.identity.node_id, bob.identity.node_id
-            world.at(1.0, alice, lambda now, core=alice.core, peer=bob_id: core.dial(peer, B_PUBLIC, now))
-            world.at(1.0, bob, lambda now, core=bob.core, peer=alice_id: core.dial(peer, A_PUBLIC, now))
+            world.at(1.0, alice, dialler(alice.core, bob.identity.node_id, B_PUBLIC))
+            world.at(1.0, bob, dialler(bob.core, alice.identity.node_id, A_PUBLIC))
             world.run_until(1.0 + DRAIN_GRACE_S + 5)
             a_side = alice.core.connection_to(bob.identity.node_id)
             b_side = bob.core.connection_to(alice.identity.node_id)

@@ -275,8 +275,10 @@ class AdmissionPolicy:
         self._forget(key)
 
     def next_deadline(self) -> float | None:
-        deadlines = [d for d in (self._quick.next_deadline(), self._patient.next_deadline()) if d is not None]
-        return min(deadlines, default=None)
+        quick, patient = self._quick.next_deadline(), self._patient.next_deadline()
+        if quick is None or (patient is not None and patient < quick):
+            return patient
+        return quick
 
     def expired(self, now: float) -> list[bytes]:
         """Keys of half-open handshakes past their deadline, earliest first, now forgotten

@@ -286,9 +286,13 @@ class Endpoint(asyncio.DatagramProtocol):
             self.core.set_candidates(candidate_addresses(self.local_address))
 
     def _set_timer(self, deadline: float | None) -> None:
+        """Wake at `deadline`. A timer already set for earlier stays: QUIC moves its deadline
+        later with almost every packet, and one early wake-up (which finds nothing due and sets
+        the timer again) costs less than cancelling and re-arming a timer per packet."""
         if self._closed:
             deadline = None
-        if deadline == self._timer_deadline:
+        current = self._timer_deadline
+        if deadline == current or (deadline is not None and current is not None and current <= deadline):
             return
         if self._timer is not None:
             self._timer.cancel()

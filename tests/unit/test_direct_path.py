@@ -12,6 +12,7 @@ from tomproto.core.direct_path import (
     PUNCH_SPACING_S,
     RETRY_S,
     SILENT_AFTER_S,
+    SILENT_GRACE_S,
     CallPeer,
     DirectPath,
     PathEffect,
@@ -114,7 +115,7 @@ def test_a_silent_direct_path_falls_back_to_the_relay_and_calls_again() -> None:
     assert len(fallback) == 1
     at, switched = fallback[0]
     assert switched.current is Path.relay and switched.path_rtt_s is None
-    assert abs(at - (T0 + 0.02 + SILENT_AFTER_S)) < 1e-9
+    assert abs(at - (T0 + 0.02 + SILENT_AFTER_S + SILENT_GRACE_S)) < 1e-9  # the RTT (20 ms) is below the grace
     calls = [round(when - at, 6) for when, e in effects if isinstance(e, CallPeer)]
     # At once; again while no introduction comes (a lost CALL must not cost RETRY_S); then every RETRY_S.
     assert calls == [0.0, CALL_ANSWER_S, 3 * CALL_ANSWER_S, 7 * CALL_ANSWER_S, 7 * CALL_ANSWER_S + RETRY_S]
@@ -157,3 +158,23 @@ def test_a_stopped_machine_has_no_deadline_and_answers_nothing() -> None:
     path.stop()
     assert path.next_deadline() is None
     assert path.answered(sent[0].nonce, PEER_PUBLIC, T0 + 0.01) == []
+
+
+def test_two_lost_keepalives_and_a_third_answered_just_in_time_keep_the_path_direct() -> None:
+    path = relayed()
+    switch_to_direct(path, T0)  # last answer at T0 + 0.02, round trip 20 ms
+    keepalives = []
+    for _ in range(3):  # the keep-alives at +1, +2 and +3 s after the switch
+        deadline = path.next_deadline()
+        assert deadline is not None
+        effects = path.handle_timer(deadline, relay_available=True)
+        keepalives += [(deadline, e) for e in effects if isinstance(e, SendPunch)]
+    assert len(keepalives) == 3
+    third_sent_at, third = keepalives[2]
+    # The first two are lost; the third's answer comes back 30 ms later: after SILENT_AFTER_S
+    # since the last answer, but within the round-trip grace.
+    answered_at = third_sent_at + 0.03
+    for effect in path.handle_timer(answered_at - 1e-6, relay_available=True):
+        assert not isinstance(effect, PathSwitched)
+    path.answered(third.nonce, third.address, answered_at)
+    assert path.is_direct

@@ -9,8 +9,9 @@ Rules (docs/relay-protocol.md, "Punch coordination"):
 - an authenticated PUNCH_ACK that answers one of our nonces validates its source address: the
   connection switches to direct, with the punch's round trip as the path RTT;
 - while direct, a punch goes to that address every KEEPALIVE_S (also the NAT keep-alive); when
-  SILENT_AFTER_S pass without an answer the connection falls back to the relay at once; on the
-  relay it asks the relay to introduce the peer again every RETRY_S;
+  SILENT_AFTER_S pass without an answer (plus a round trip's grace, SILENT_GRACE_S at least: the
+  answer to the third keep-alive is due just then) the connection falls back to the relay at
+  once; on the relay it asks the relay to introduce the peer again every RETRY_S;
 - a call whose introduction does not come (the CALL or both CALL_FROMs lost) is repeated after
   CALL_ANSWER_S, then twice and four times that, before the RETRY_S cadence takes over: one lost
   packet must not cost a connection five seconds on the relay;
@@ -47,6 +48,7 @@ PUNCH_ROUNDS = 10
 PUNCH_SPACING_S = 0.1
 KEEPALIVE_S = 1.0
 SILENT_AFTER_S = 3.0
+SILENT_GRACE_S = 0.1
 RETRY_S = 5.0
 CALL_ANSWER_S = 0.25
 CALL_REPEATS = 3  # calls after CALL_ANSWER_S x 1, 2, 4 before falling back to RETRY_S
@@ -174,7 +176,7 @@ class DirectPath:
         if self.is_direct:
             deadlines.append(self._next_keepalive_at)
             if self._last_answer_at is not None:
-                deadlines.append(self._last_answer_at + SILENT_AFTER_S)
+                deadlines.append(self._silent_at)
         due = [deadline for deadline in deadlines if deadline is not None]
         return min(due) if due else None
 
@@ -182,7 +184,7 @@ class DirectPath:
         if self._stopped or not self.watched:
             return []
         effects: list[PathEffect] = []
-        if self.is_direct and self._last_answer_at is not None and now >= self._last_answer_at + SILENT_AFTER_S:
+        if self.is_direct and self._last_answer_at is not None and now >= self._silent_at:
             effects.append(self._switch(Path.relay, None, now))
             self._next_keepalive_at = None
             self._unanswered_calls = 0
@@ -201,6 +203,14 @@ class DirectPath:
         return effects
 
     # -- internals ------------------------------------------------------------------------------
+
+    @property
+    def _silent_at(self) -> float:
+        """When the direct path counts as dead: SILENT_AFTER_S after the last answer, plus a
+        round trip, so that only three keep-alives lost in a row (not two, and the third's
+        answer a little late) send the connection back to the relay."""
+        assert self._last_answer_at is not None  # noqa: S101 - callers check
+        return self._last_answer_at + SILENT_AFTER_S + max(SILENT_GRACE_S, self.rtt_s or 0.0)
 
     def _call(self, now: float) -> CallPeer:
         if self._unanswered_calls < CALL_REPEATS:

@@ -53,7 +53,9 @@ def test_across_eim_nats_with_5_percent_loss_a_relayed_connection_goes_direct_wi
                             DIAL_AT_S + 10)  # fmt: skip
             connected = world.connected_at(world.alice)
             assert connected is not None, seed
-            slowest = max(world.direct_at(world.alice) or 0.0, world.direct_at(world.bob) or 0.0)
+            alice_direct, bob_direct = world.direct_at(world.alice), world.direct_at(world.bob)
+            assert alice_direct is not None and bob_direct is not None, seed  # else run_while raised
+            slowest = max(alice_direct, bob_direct)
             from_connection.append(slowest - connected)
             from_dial.append(slowest - DIAL_AT_S)
             assert slowest - connected <= 1.0, f"seed {seed}: direct {slowest - connected:.3f} s after connecting"

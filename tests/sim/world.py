@@ -210,8 +210,9 @@ class World:
     def run_until(self, until_s: float) -> None:
         self.network.run_until(until_s)
 
-    def run_while(self, predicate: Callable[[], bool], limit_s: float) -> None:
-        self.network.run_while(predicate, limit_s)
+    def run_while(self, predicate: Callable[[], bool], until_s: float) -> None:
+        """Run while `predicate()` holds, until virtual time `until_s` at most (then raise)."""
+        self.network.run_while(predicate, max(0.0, until_s - self.network.now))
 
     def event_trace(self) -> Iterator[str]:
         for entry in self.log:

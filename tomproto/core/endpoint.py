@@ -218,6 +218,10 @@ class EndpointCore:
         connection = self._connections.get(handle)
         return connection is None or connection.closed or connection.open_streams < self.settings.max_open_send_streams
 
+    def open_streams(self, handle: int) -> int:
+        connection = self._connections.get(handle)
+        return 0 if connection is None else connection.open_streams
+
     def is_live(self, handle: int) -> bool:
         return handle in self._connections
 

@@ -195,8 +195,8 @@ class Endpoint(asyncio.DatagramProtocol):
         """Answer on `connection` (no dialling, no waiting). An answer cannot wait for
         back-pressure, so beyond `max_reply_streams` open streams it is refused with
         ConnectionBusy: a peer that does not read its answers cannot make us buffer without bound."""
-        if transport is Transport.stream and self.core.is_live(connection):
-            open_streams = self.core.info(connection).open_streams
+        if transport is Transport.stream:
+            open_streams = self.core.open_streams(connection)
             if open_streams >= self.settings.max_reply_streams:
                 raise ConnectionBusy(f"{open_streams} streams to that peer are still open")
         return self._send(connection, data, transport)

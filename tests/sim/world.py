@@ -193,19 +193,19 @@ class World:
     def connected_at(self, node: SimNode) -> float | None:
         return next((entry.at_s for entry in node.timed(PeerConnected)), None)
 
-    def direct_at(self, node: SimNode, after_s: float = 0.0) -> float | None:
+    def switched_at(self, node: SimNode, path: Path, after_s: float = 0.0) -> float | None:
+        """When `node` first switched to `path` at or after `after_s`."""
         for entry in node.timed(PathChanged):
             event = entry.event
-            if isinstance(event, PathChanged) and event.current is Path.direct and entry.at_s >= after_s:
+            if isinstance(event, PathChanged) and event.current is path and entry.at_s >= after_s:
                 return entry.at_s
         return None
 
+    def direct_at(self, node: SimNode, after_s: float = 0.0) -> float | None:
+        return self.switched_at(node, Path.direct, after_s)
+
     def relay_at(self, node: SimNode, after_s: float = 0.0) -> float | None:
-        for entry in node.timed(PathChanged):
-            event = entry.event
-            if isinstance(event, PathChanged) and event.current is Path.relay and entry.at_s >= after_s:
-                return entry.at_s
-        return None
+        return self.switched_at(node, Path.relay, after_s)
 
     def run_until(self, until_s: float) -> None:
         self.network.run_until(until_s)

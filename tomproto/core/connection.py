@@ -207,7 +207,7 @@ class Connection:
         facts: list[ConnectionFact] = []
         if self._give_up_at is not None and now >= self._give_up_at:
             self._give_up_at = None
-            facts += self.close("handshake timed out", now, DialTimeout)
+            facts += self.close("handshake timed out", now, DialTimeout("handshake timed out"))
         if self._retire_at is not None and now >= self._retire_at:
             self._retire_at = None
             facts += self.close(self.close_reason or "retired", now)
@@ -330,10 +330,9 @@ class Connection:
 
     # -- end ------------------------------------------------------------------------------------
 
-    def close(
-        self, reason: str, now: float, error: type[TransportError] = ConnectionLost
-    ) -> list[ConnectionFact]:
-        """Close gracefully: tell the peer, stop using it now, forget it when QUIC is done."""
+    def close(self, reason: str, now: float, error: TransportError | None = None) -> list[ConnectionFact]:
+        """Close gracefully: tell the peer, stop using it now, forget it when QUIC is done.
+        `error` is what a dial waiting for this connection learns (ConnectionLost by default)."""
         if self.closed or self._closing:
             return []
         self._closing = True
@@ -342,7 +341,7 @@ class Connection:
         self._retire_at = self._keepalive_at = self._give_up_at = None
         self.direct_path.stop()
         self.quic.close(error_code=0, reason_phrase=reason)
-        return [Closing(error(reason))]
+        return [Closing(error or ConnectionLost(reason))]
 
     def retire(self, reason: str, grace_s: float, now: float) -> None:
         """Stop using the connection now and close it after `grace_s`, so frames in flight land
@@ -361,10 +360,7 @@ class Connection:
         return [Terminated(self.close_reason, self.established_at is not None)]
 
     def _refuse(self, error: PeerAuthenticationError, now: float) -> list[ConnectionFact]:
-        if self.closed or self._closing:
-            return []
-        facts = self.close(str(error), now)
-        return [Closing(error)] if facts else []
+        return self.close(str(error), now, error)
 
     def _where(self) -> str:
         return "the relay" if self.remote_address is None else format_host_port(self.remote_address)

@@ -42,7 +42,6 @@ class RelayLink:
     def __init__(self, identity: Identity, address: Address, candidates: Sequence[Address]) -> None:
         self.address = address
         self.registration = RelayRegistration(identity, address, candidates)
-        self.failures = 0  # registrations refused or timed out
         self._was_registered = False
         self._retry_at: float | None = None
         self._retry_after_s = REREGISTER_FIRST_S
@@ -87,7 +86,6 @@ class RelayLink:
             elif isinstance(event, RelayMovedUs):
                 found.append(ObservedAddressChanged(event.address))
             elif isinstance(event, RegistrationRefused | RegistrationTimedOut):
-                self.failures += 1
                 if isinstance(event, RegistrationRefused):
                     error: RelayRefused | RelayUnreachable = RelayRefused(f"relay {where} refused us: {event.reason}")
                 else:

@@ -25,6 +25,7 @@ from typing import TypeVar
 from tomproto.core.endpoint import EndpointCore
 from tomproto.core.paths import Address, Path, Transport, format_host_port
 from tomproto.core.quic import TransportSettings
+from tomproto.core.relay_registration import REGISTER_TIMEOUT_S
 from tomproto.core.transport_counters import TransportCounters
 from tomproto.core.transport_events import (
     ConnectionInfo,
@@ -44,7 +45,6 @@ __all__ = ["Endpoint", "Sent", "DeliveryHandler", "EventHandler"]
 
 DeliveryHandler = Callable[[Received], None]
 EventHandler = Callable[[TransportEvent], None]
-REGISTER_TIMEOUT_S = 5.0
 _T = TypeVar("_T")
 
 
@@ -124,10 +124,6 @@ class Endpoint(asyncio.DatagramProtocol):
         host, port = self._transport.get_extra_info("sockname")[:2]
         return host, port
 
-    @property
-    def relay_address(self) -> Address | None:
-        return self.core.relay_address
-
     async def register(self) -> Address:
         """Register with the relay (again) and return the address it sees us from."""
         self.core.set_candidates(candidate_addresses(self.local_address))
@@ -148,9 +144,6 @@ class Endpoint(asyncio.DatagramProtocol):
 
     def connections(self) -> list[ConnectionInfo]:
         return self.core.connections()
-
-    def info(self, connection: int) -> ConnectionInfo | None:
-        return self.core.info(connection) if self.core.is_live(connection) else None
 
     async def connect(self, peer: NodeId, address: Address | None, timeout_s: float | None = None) -> ConnectionInfo:
         """The usable connection to `peer`, dialling `address` if there is none (through the

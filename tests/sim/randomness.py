@@ -43,26 +43,20 @@ def _seeded_os(random_bytes: RandomBytes) -> types.ModuleType:
     return _look_alike(os, urandom=random_bytes)
 
 
-def _seeded_x25519(random_bytes: RandomBytes) -> types.ModuleType:
-    class SeededX25519PrivateKey:
-        from_private_bytes = staticmethod(x25519.X25519PrivateKey.from_private_bytes)
+def _seeded_keys(
+    module: types.ModuleType, class_name: str, key_bytes: int, random_bytes: RandomBytes
+) -> types.ModuleType:
+    """`module` whose private key class `class_name` generates its keys from `random_bytes`."""
+    real = getattr(module, class_name)
+
+    class SeededPrivateKey:
+        from_private_bytes = staticmethod(real.from_private_bytes)
 
         @staticmethod
-        def generate() -> x25519.X25519PrivateKey:
-            return x25519.X25519PrivateKey.from_private_bytes(random_bytes(32))
+        def generate() -> object:
+            return real.from_private_bytes(random_bytes(key_bytes))
 
-    return _look_alike(x25519, X25519PrivateKey=SeededX25519PrivateKey)
-
-
-def _seeded_x448(random_bytes: RandomBytes) -> types.ModuleType:
-    class SeededX448PrivateKey:
-        from_private_bytes = staticmethod(x448.X448PrivateKey.from_private_bytes)
-
-        @staticmethod
-        def generate() -> x448.X448PrivateKey:
-            return x448.X448PrivateKey.from_private_bytes(random_bytes(56))
-
-    return _look_alike(x448, X448PrivateKey=SeededX448PrivateKey)
+    return _look_alike(module, **{class_name: SeededPrivateKey})
 
 
 def _seeded_ec(random_bytes: RandomBytes) -> types.ModuleType:
@@ -84,8 +78,8 @@ def seeded_aioquic(random_bytes: RandomBytes) -> Iterator[None]:
         (aioquic.quic.packet, "os", _seeded_os(random_bytes)),
         (aioquic.quic.retry, "os", _seeded_os(random_bytes)),
         (aioquic.tls, "os", _seeded_os(random_bytes)),
-        (aioquic.tls, "x25519", _seeded_x25519(random_bytes)),
-        (aioquic.tls, "x448", _seeded_x448(random_bytes)),
+        (aioquic.tls, "x25519", _seeded_keys(x25519, "X25519PrivateKey", 32, random_bytes)),
+        (aioquic.tls, "x448", _seeded_keys(x448, "X448PrivateKey", 56, random_bytes)),
         (aioquic.tls, "ec", _seeded_ec(random_bytes)),
     ]
     originals = [(module, name, getattr(module, name)) for module, name, _ in patches]

@@ -31,6 +31,7 @@ __all__ = [
     "DialTimeout",
     "ConnectionLost",
     "RelayUnreachable",
+    "Backpressure",
 ]
 
 
@@ -105,3 +106,8 @@ class ConnectionLost(TransportError, ConnectionClosed):
 
 class RelayUnreachable(TransportError, ConnectionClosed):
     """The relay did not answer within the registration timeout."""
+
+
+class Backpressure(LocalError):
+    """Too many of our messages are not yet acknowledged: wait (`Node.send_message` does) or slow
+    down. Nothing was sent."""

@@ -43,6 +43,7 @@ __all__ = [
     "seal_envelope",
     "verify_envelope",
     "open_envelope",
+    "open_verified",
     "WireSizeSpread",
     "wire_size_spread",
 ]
@@ -79,6 +80,7 @@ class OpenedEnvelope:
 
     envelope: Envelope
     plaintext: bytes
+    nonce: bytes | None = None  # the AEAD nonce, when it was encrypted (for replay detection)
 
 
 def new_message_id(random_bytes: Callable[[int], bytes] = os.urandom) -> str:
@@ -199,6 +201,12 @@ def open_envelope(identity: Identity, data: bytes, *, allow_plain_chat: bool = F
     """Decode, verify, check it is ours, and decrypt; or raise EnvelopeRejected with a reason."""
     envelope, signed = _decode(data)
     _verify(envelope, signed)
+    return open_verified(identity, envelope, allow_plain_chat=allow_plain_chat)
+
+
+def open_verified(identity: Identity, envelope: Envelope, *, allow_plain_chat: bool = False) -> OpenedEnvelope:
+    """The second half of `open_envelope`, for an envelope already verified (`verify_envelope`):
+    check it is ours and decrypt it."""
     if envelope.recipient != identity.node_id.hex:
         raise EnvelopeRejected(RejectReason.wrong_recipient, "envelope is addressed to another node")
     if not envelope.encrypted:
@@ -210,4 +218,4 @@ def open_envelope(identity: Identity, data: bytes, *, allow_plain_chat: bool = F
         plaintext = decrypt_with(identity.x25519_secret, sealed)
     except (DecodeError, CryptoError) as error:
         raise EnvelopeRejected(RejectReason.undecryptable, str(error)) from None
-    return OpenedEnvelope(envelope, plaintext)
+    return OpenedEnvelope(envelope, plaintext, sealed.nonce)

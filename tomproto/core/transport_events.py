@@ -9,6 +9,7 @@ read the transport's state while handling it; `DialSucceeded`/`DialFailed` and
 
 from __future__ import annotations
 
+import enum
 from dataclasses import dataclass
 
 from tomproto.core.paths import Address, Path, Transport
@@ -20,6 +21,7 @@ __all__ = [
     "PeerDisconnected",
     "PathChanged",
     "Received",
+    "FrameRefusal",
     "DialSucceeded",
     "DialFailed",
     "RelayRegistered",
@@ -68,6 +70,15 @@ class Received:
     transport: Transport
     path: Path
     arrived_at_s: float
+    stream_id: int | None = None  # None: a datagram
+
+
+class FrameRefusal(enum.IntEnum):
+    """Why a node refused a frame it received (the sender sees it on its stream)."""
+
+    throttled = 1
+    rejected = 2
+    unavailable = 3
 
 
 @dataclass(frozen=True, slots=True)

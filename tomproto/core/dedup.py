@@ -1,0 +1,89 @@
+"""Memory of what was already seen, so that nothing reaches the application twice.
+
+Rules it enforces (spec/protocol.md §5, §7):
+- a delivered message is remembered by `id:from` for 10 minutes, and at least as long as an
+  envelope with its timestamp would still be accepted as fresh (so a replay after the entry
+  expired is refused as stale instead of delivered again);
+- a message delivered from a backup is remembered until that backup could have expired (24 h at
+  most): replicas held by other peers may deliver it again hours later;
+- an ACK or read receipt is applied once per `original_id:from:type` for 5 minutes;
+- encrypted payloads are remembered by nonce (the last 50 000), so a sender that reuses one
+  under a new id is caught;
+- every table is bounded: past its capacity the entry closest to expiring goes first.
+"""
+
+from __future__ import annotations
+
+import heapq
+from collections import OrderedDict
+
+__all__ = ["ExpiringSet", "RecentSet"]
+
+
+class ExpiringSet:
+    """Keys, each until its own expiry time; at most `capacity` of them."""
+
+    def __init__(self, capacity: int) -> None:
+        self.capacity = capacity
+        self._expiry: dict[str, float] = {}
+        self._heap: list[tuple[float, str]] = []  # lazy: an entry whose expiry moved is skipped
+
+    def __len__(self) -> int:
+        return len(self._expiry)
+
+    def __contains__(self, key: object) -> bool:
+        return key in self._expiry
+
+    def contains(self, key: str, now: float) -> bool:
+        expiry = self._expiry.get(key)
+        return expiry is not None and expiry > now
+
+    def add(self, key: str, until: float, now: float) -> None:
+        """Remember `key` until `until` (never shortening a longer memory of it)."""
+        self.expire(now)
+        current = self._expiry.get(key)
+        if current is not None and current >= until:
+            return
+        self._expiry[key] = until
+        heapq.heappush(self._heap, (until, key))
+        while len(self._expiry) > self.capacity:
+            self._pop_earliest()
+
+    def expire(self, now: float) -> None:
+        heap = self._heap
+        while heap and heap[0][0] <= now:
+            self._pop_earliest()
+
+    def next_expiry(self) -> float | None:
+        heap = self._heap
+        while heap and self._expiry.get(heap[0][1]) != heap[0][0]:
+            heapq.heappop(heap)
+        return heap[0][0] if heap else None
+
+    def _pop_earliest(self) -> None:
+        while self._heap:
+            until, key = heapq.heappop(self._heap)
+            if self._expiry.get(key) == until:
+                del self._expiry[key]
+                return
+
+
+class RecentSet:
+    """The last `capacity` keys added (least recently added forgotten first)."""
+
+    def __init__(self, capacity: int) -> None:
+        self.capacity = capacity
+        self._keys: OrderedDict[bytes, None] = OrderedDict()
+
+    def __len__(self) -> int:
+        return len(self._keys)
+
+    def add(self, key: bytes) -> bool:
+        """Remember `key`; False when it was already there."""
+        if key in self._keys:
+            self._keys.move_to_end(key)
+            return False
+        self._keys[key] = None
+        if len(self._keys) > self.capacity:
+            self._keys.popitem(last=False)
+        return True

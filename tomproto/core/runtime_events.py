@@ -1,0 +1,239 @@
+"""What the protocol runtime asks its driver to do (commands) and what it reports (facts).
+
+Commands are imperative (`TransmitEnvelope`), facts past tense (`MessageStatusChanged`). The
+driver carries out commands in the order given: an application's answer to a delivery therefore
+leaves before the ACK of that delivery, which the runtime emits after it.
+"""
+
+from __future__ import annotations
+
+import enum
+from dataclasses import dataclass
+
+from tomproto.core.delivery import DeliveryStatus
+from tomproto.core.liveness import PeerStatusChanged
+from tomproto.core.transport_events import FrameRefusal, Received
+from tomproto.identity import NodeId
+from tomproto.wire.envelope import Envelope, MessageType
+
+__all__ = [
+    "Purpose",
+    "TransmitEnvelope",
+    "ReleaseFrame",
+    "MessagesWaiting",
+    "RoomToSend",
+    "RuntimeCommand",
+    "InboundMessage",
+    "RefusalReason",
+    "MessageStatusChanged",
+    "MessageResent",
+    "EnvelopeForwarded",
+    "EnvelopeRefused",
+    "DuplicateReceived",
+    "RefusedByPeer",
+    "InboxFull",
+    "BackupStored",
+    "BackupReplicated",
+    "BackupDelivered",
+    "BackupExpired",
+    "PeerStatusChanged",
+    "RuntimeEvent",
+]
+
+
+class Purpose(enum.StrEnum):
+    """Why an envelope is transmitted: the driver counts by it, the runtime routes its outcome."""
+
+    message = "message"  # a tracked message of ours (first send or resend)
+    ack = "ack"
+    forward = "forward"  # someone else's envelope we relay
+    backup = "backup"  # backup protocol traffic (replicate, deliver, confirm)
+    heartbeat = "heartbeat"
+
+
+# -- commands ---------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class TransmitEnvelope:
+    """Send `wire` to `next_hop` on a stream of its own; report `transmitted(token, ...)` or
+    `transmit_failed(token, ...)` back."""
+
+    token: int
+    next_hop: NodeId
+    wire: bytes
+    message_id: str
+    msg_type: MessageType
+    purpose: Purpose
+
+
+@dataclass(frozen=True, slots=True)
+class ReleaseFrame:
+    """The runtime is done with a received frame: accepted (None) or refused, with why."""
+
+    frame: Received
+    refusal: FrameRefusal | None
+
+
+@dataclass(frozen=True, slots=True)
+class MessagesWaiting:
+    """The inbox holds messages for the application (`Runtime.take_message`)."""
+
+
+@dataclass(frozen=True, slots=True)
+class RoomToSend:
+    """Senders waiting for back-pressure to ease may try again."""
+
+
+RuntimeCommand = TransmitEnvelope | ReleaseFrame | MessagesWaiting | RoomToSend
+
+
+# -- what the application gets ----------------------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class InboundMessage:
+    """A message for the application: verified, decrypted, seen once."""
+
+    envelope: Envelope
+    plaintext: bytes
+    frame: Received  # the frame it came in (its peer, path, connection and arrival time)
+    from_backup: NodeId | None = None  # the holder that delivered it, when it came from a backup
+
+    @property
+    def message_id(self) -> str:
+        return self.envelope.id
+
+    @property
+    def sender_hex(self) -> str:
+        return self.envelope.sender
+
+
+# -- facts ------------------------------------------------------------------------------------
+
+
+class RefusalReason(enum.StrEnum):
+    """Why an envelope was refused; stable names, counted and published."""
+
+    too_large = "too_large"
+    malformed = "malformed"
+    noncanonical = "noncanonical"
+    unsigned = "unsigned"
+    bad_signature = "bad_signature"
+    wrong_recipient = "wrong_recipient"
+    not_encrypted = "not_encrypted"
+    undecryptable = "undecryptable"
+    throttled = "throttled"
+    stale = "stale"  # its timestamp is too old to be told from a replay
+    from_the_future = "from_the_future"
+    via_too_long = "via_too_long"
+    ttl_exhausted = "ttl_exhausted"
+    replayed_nonce = "replayed_nonce"
+    forged_ack = "forged_ack"  # an ACK from a peer that has nothing to acknowledge
+    bad_payload = "bad_payload"  # an ACK, receipt or backup payload that does not parse
+    inbox_full = "inbox_full"  # a datagram (which cannot wait) while the inbox is full
+    backup_refused = "backup_refused"  # a backup for someone else's message, or ours is full
+
+
+@dataclass(frozen=True, slots=True)
+class MessageStatusChanged:
+    message_id: str
+    peer: NodeId
+    status: DeliveryStatus
+    at_s: float
+
+
+@dataclass(frozen=True, slots=True)
+class MessageResent:
+    message_id: str
+    peer: NodeId
+    resend: int  # 1 or 2
+    at_s: float
+
+
+@dataclass(frozen=True, slots=True)
+class EnvelopeForwarded:
+    """We relayed someone else's envelope one hop on."""
+
+    message_id: str
+    sender: NodeId
+    recipient: NodeId
+    next_hop: NodeId
+    at_s: float
+
+
+@dataclass(frozen=True, slots=True)
+class EnvelopeRefused:
+    reason: RefusalReason
+    peer: NodeId  # the transport peer it came from
+    sender_hex: str | None  # what the envelope claims, when it decoded
+    message_id: str | None
+    detail: str
+    at_s: float
+
+
+@dataclass(frozen=True, slots=True)
+class DuplicateReceived:
+    """A message we already delivered came again (a resend, a replica): dropped and re-ACKed."""
+
+    message_id: str
+    sender: NodeId
+    at_s: float
+
+
+@dataclass(frozen=True, slots=True)
+class RefusedByPeer:
+    """The next hop refused our envelope (for instance throttled): we can see it, and count it."""
+
+    message_id: str
+    peer: NodeId
+    refusal: FrameRefusal
+    at_s: float
+
+
+@dataclass(frozen=True, slots=True)
+class InboxFull:
+    """The application is not reading: messages now wait in the transport (senders slow down)."""
+
+    waiting: int  # messages held back, not yet acknowledged
+    at_s: float
+
+
+@dataclass(frozen=True, slots=True)
+class BackupStored:
+    message_id: str
+    recipient: NodeId
+    sender: NodeId
+    replica: bool
+    expires_at_ms: int
+    at_s: float
+
+
+@dataclass(frozen=True, slots=True)
+class BackupReplicated:
+    message_id: str
+    holder: NodeId
+    at_s: float
+
+
+@dataclass(frozen=True, slots=True)
+class BackupDelivered:
+    """The recipient confirmed a backed-up message (ours or a replica we held)."""
+
+    message_id: str
+    recipient: NodeId
+    at_s: float
+
+
+@dataclass(frozen=True, slots=True)
+class BackupExpired:
+    message_id: str
+    recipient: NodeId
+    evicted: bool  # pushed out by a full store rather than by its time
+    at_s: float
+
+
+RuntimeEvent = (
+    MessageStatusChanged | MessageResent | EnvelopeForwarded | EnvelopeRefused | DuplicateReceived | RefusedByPeer
+    | InboxFull | BackupStored | BackupReplicated | BackupDelivered | BackupExpired | PeerStatusChanged
+)  # fmt: skip

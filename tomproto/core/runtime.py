@@ -63,7 +63,7 @@ from tomproto.core.runtime_events import (
 from tomproto.core.transport_events import FrameRefusal, Received
 from tomproto.errors import Backpressure, DecodeError, LocalError
 from tomproto.identity import Identity, NodeId
-from tomproto.sealing import EnvelopeRejected, open_verified, seal_envelope, verify_envelope
+from tomproto.sealing import EnvelopeRejected, new_message_id, open_verified, seal_envelope, verify_envelope
 from tomproto.wire.codec import decode, encode
 from tomproto.wire.envelope import (
     DEFAULT_TTL,
@@ -257,8 +257,8 @@ class Runtime:
             del self._queued[hop]
 
     def transmit(
-        self, hop: NodeId, wire: bytes, message_id: str, msg_type: MessageType, purpose: Purpose,
-        out: list[RuntimeOutput],
+        self, hop: NodeId, wire: bytes | Callable[[], bytes], message_id: str, msg_type: MessageType,
+        purpose: Purpose, out: list[RuntimeOutput],
     ) -> None:  # fmt: skip
         self._next_token += 1
         token = self._next_token
@@ -554,13 +554,24 @@ class Runtime:
 
     def _ack(self, envelope: Envelope, sender: NodeId, now: float, out: list[RuntimeOutput], *, direct: bool) -> None:
         """RecipientReceived to the sender, back along the reversed `via` (straight back for a
-        message that came from a backup: its holder is not on the way back)."""
+        message that came from a backup: its holder is not on the way back). Sealed when the
+        driver sends it, after the application got the message."""
         via = () if direct else tuple(reversed(envelope.via))
-        payload = encode(AckPayload(envelope.id, AckType.RecipientReceived))
-        ack, wire = self.seal(sender, MessageType.Ack, payload, now, encrypt=False, via=via)
         hop = NodeId(bytes.fromhex(via[0])) if via else sender
+        self._send_ack(sender, envelope.id, AckType.RecipientReceived, via, hop, now, out)
+
+    def _send_ack(
+        self, sender: NodeId, original_id: str, ack_type: AckType, via: tuple[str, ...], hop: NodeId, now: float,
+        out: list[RuntimeOutput],
+    ) -> None:  # fmt: skip
+        ack_id = new_message_id(self._random_bytes)
+        payload = encode(AckPayload(original_id, ack_type))
+
+        def seal_ack() -> bytes:
+            return self.seal(sender, MessageType.Ack, payload, now, encrypt=False, via=via, message_id=ack_id)[1]
+
         self.counters.acks_sent += 1
-        self.transmit(hop, wire, ack.id, MessageType.Ack, Purpose.ack, out)
+        self.transmit(hop, seal_ack, ack_id, MessageType.Ack, Purpose.ack, out)
 
     def mark_read(self, message: InboundMessage, now: float) -> list[RuntimeOutput]:
         """Tell the sender its message was read (ReadReceipt, straight back)."""
@@ -588,10 +599,7 @@ class Runtime:
         out.append(EnvelopeForwarded(envelope.id, sender, NodeId(bytes.fromhex(envelope.recipient)),
                                      next_hop, now))  # fmt: skip
         if envelope.msg_type not in UNACKED_TYPES:
-            payload = encode(AckPayload(envelope.id, AckType.RelayForwarded))
-            ack, ack_wire = self.seal(sender, MessageType.Ack, payload, now, encrypt=False)
-            self.counters.acks_sent += 1
-            self.transmit(sender, ack_wire, ack.id, MessageType.Ack, Purpose.ack, out)
+            self._send_ack(sender, envelope.id, AckType.RelayForwarded, (), sender, now, out)
         return None
 
     # -- time -----------------------------------------------------------------------------------

@@ -8,6 +8,7 @@ leaves before the ACK of that delivery, which the runtime emits after it.
 from __future__ import annotations
 
 import enum
+from collections.abc import Callable
 from dataclasses import dataclass
 
 from tomproto.core.delivery import DeliveryStatus
@@ -54,17 +55,36 @@ class Purpose(enum.StrEnum):
 # -- commands ---------------------------------------------------------------------------------
 
 
-@dataclass(frozen=True, slots=True)
 class TransmitEnvelope:
     """Send `wire` to `next_hop` on a stream of its own; report `transmitted(token, ...)` or
-    `transmit_failed(token, ...)` back."""
+    `transmit_failed(token, ...)` back.
 
-    token: int
-    next_hop: NodeId
-    wire: bytes
-    message_id: str
-    msg_type: MessageType
-    purpose: Purpose
+    An acknowledgement is sealed only when its `wire` is first read, that is when the driver
+    carries the command out: after the application got the message it acknowledges, so that
+    signing the ACK never sits in the round trip the application measures."""
+
+    __slots__ = ("_build", "_wire", "message_id", "msg_type", "next_hop", "purpose", "token")
+
+    def __init__(
+        self, token: int, next_hop: NodeId, wire: bytes | Callable[[], bytes], message_id: str,
+        msg_type: MessageType, purpose: Purpose,
+    ) -> None:  # fmt: skip
+        self.token = token
+        self.next_hop = next_hop
+        self.message_id = message_id
+        self.msg_type = msg_type
+        self.purpose = purpose
+        self._wire, self._build = (wire, None) if isinstance(wire, bytes) else (None, wire)
+
+    @property
+    def wire(self) -> bytes:
+        if self._wire is None:
+            assert self._build is not None  # noqa: S101 - one of the two is always set
+            self._wire, self._build = self._build(), None
+        return self._wire
+
+    def __repr__(self) -> str:
+        return f"TransmitEnvelope({self.token}, {self.purpose.value} {self.msg_type.value} {self.message_id})"
 
 
 @dataclass(frozen=True, slots=True)

@@ -69,6 +69,7 @@ def test_a_receiver_that_holds_frames_stops_the_sender_until_it_releases_them(ho
         assert not alice.core.writable(a_side)
         assert alice.core._connections[a_side].open_send_streams == limit
         assert bob.core._connections[b_side].held_streams == limit
+        assert bob.core.writable(b_side)  # the frames Bob holds do not stop Bob sending to Alice
         release(world, received, 6.0)
         world.run_until(8.0)
         assert alice.core.writable(a_side)

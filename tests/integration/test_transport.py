@@ -22,6 +22,8 @@ from tomproto.transport import (
     DatagramTooLarge,
     DialTimeout,
     Endpoint,
+    FrameRefusal,
+    FrameRefused,
     PeerAuthenticationError,
     Received,
     TransportSettings,
@@ -279,5 +281,105 @@ def test_a_stream_cap_limits_streams_at_once_not_streams_in_a_connections_life()
                     assert await inbox.next() == (listener.node_id, b"echo:%d" % index)
         finally:
             await server.close()
+
+    run(scenario())
+
+
+class Keeper:
+    """A delivery handler that keeps every frame (returns True): the test releases them."""
+
+    def __init__(self) -> None:
+        self.queue: asyncio.Queue[Received] = asyncio.Queue()
+
+    def __call__(self, delivery: Received) -> bool:
+        self.queue.put_nowait(delivery)
+        return True
+
+    async def next(self) -> Received:
+        return await asyncio.wait_for(self.queue.get(), BOUND_S)
+
+
+def test_a_handler_that_keeps_frames_stops_the_sender_at_the_open_stream_limit_until_it_releases_them() -> None:
+    async def scenario() -> None:
+        listener = Identity.generate()
+        keeper = Keeper()
+        async with endpoint(listener) as server, endpoint(Identity.generate()) as client:
+            server.on_delivery = keeper
+            limit = client.settings.max_open_send_streams
+            sent = [await client.send_frame(listener.node_id, b"%d" % index, server.local_address)
+                    for index in range(limit)]  # fmt: skip
+            held = [await keeper.next() for _ in range(limit)]
+            stream_ids = {s.stream_id for s in sent}
+            assert len(stream_ids) == limit and None not in stream_ids
+            assert {delivery.stream_id for delivery in held} == stream_ids
+            # Every frame is in and acknowledged, but none released: the next send waits.
+            blocked = asyncio.ensure_future(client.send_frame(listener.node_id, b"one more"))
+            with pytest.raises(TimeoutError):
+                await asyncio.wait_for(asyncio.shield(blocked), 0.3)
+            assert not blocked.done()
+            for delivery in held:
+                server.release(delivery)
+            more = await asyncio.wait_for(blocked, BOUND_S)
+            assert more.stream_id is not None and more.stream_id not in stream_ids
+            last = await keeper.next()
+            assert (last.data, last.stream_id) == (b"one more", more.stream_id)
+            server.release(last)
+            server.release(last)  # a second time: nothing
+
+    run(scenario())
+
+
+def test_a_refused_frame_reaches_its_sender_as_frame_refused_on_the_stream_it_went_on() -> None:
+    async def scenario() -> None:
+        listener = Identity.generate()
+        keeper = Keeper()
+        refused: asyncio.Queue[FrameRefused] = asyncio.Queue()
+        async with endpoint(listener) as server, endpoint(Identity.generate()) as client:
+            server.on_delivery = keeper
+            client.on_event = lambda event: refused.put_nowait(event) if isinstance(event, FrameRefused) else None
+            accepted = await client.send_frame(listener.node_id, b"fine", server.local_address)
+            rejected = await client.send_frame(listener.node_id, b"badly signed")
+            first, second = await keeper.next(), await keeper.next()
+            assert (first.stream_id, second.stream_id) == (accepted.stream_id, rejected.stream_id)
+            server.release(first)
+            server.release(second, FrameRefusal.rejected)
+            event = await asyncio.wait_for(refused.get(), BOUND_S)
+            connection = client.connection_to(listener.node_id)
+            assert connection is not None and rejected.stream_id is not None
+            assert event == FrameRefused(listener.node_id, connection.connection, rejected.stream_id,
+                                         FrameRefusal.rejected)  # fmt: skip
+            # The accepted one closed as usual: no refusal for it, no stream left open.
+            for _ in range(100):  # bounded: 100 x 10 ms
+                if client.core.open_streams(connection.connection) == 0:
+                    break
+                await asyncio.sleep(0.01)
+            assert client.core.open_streams(connection.connection) == 0 and refused.empty()
+            assert server.counters.frames_refused == {"rejected": 1}
+
+    run(scenario())
+
+
+def test_releasing_a_frame_whose_stream_the_peer_stopped_does_nothing() -> None:
+    async def scenario() -> None:
+        keeper = Keeper()
+        async with endpoint(Identity.generate()) as server:
+            server.on_delivery = keeper
+            host, port = server.local_address
+            async with aioquic_connect(
+                host, port, configuration=raw_client_configuration(Identity.generate()),
+                create_protocol=RecordingProtocol,
+            ) as client:  # fmt: skip
+                quic = client._quic
+                stream_id = quic.get_next_available_stream_id()
+                quic.send_stream_data(stream_id, frame(b"never mind"), end_stream=True)
+                client.transmit()
+                held = await keeper.next()
+                quic.stop_stream(stream_id, 0x77)  # the sender no longer wants an answer
+                client.transmit()
+                # aioquic answers STOP_SENDING by resetting its direction with the same code.
+                reset = await client.wait_for(events.StreamReset, stream_id)  # type: ignore[attr-defined]
+                assert reset.error_code == 0x77
+                server.release(held, FrameRefusal.throttled)  # nothing to release: no error
+                assert server.counters.frames_refused == {}
 
     run(scenario())

@@ -51,12 +51,15 @@ class TimedEvent:
 
 
 class SimNode:
-    """A node's transport core as a simulated host; every event it raises is logged with its time."""
+    """A node's transport core as a simulated host; every event it raises is logged with its time.
+    Each frame received is released as accepted at once (as the shell does after its handler),
+    unless `holds` is set: the test then releases it (`core.release_stream`)."""
 
     def __init__(self, name: str, identity: Identity, core: EndpointCore, log: list[TimedEvent]) -> None:
         self.name = name
         self.identity = identity
         self.core = core
+        self.holds = False
         self._log = log
 
     @property
@@ -86,6 +89,8 @@ class SimNode:
     def _drain(self, now: float) -> None:
         while (event := self.core.next_event()) is not None:
             self._log.append(TimedEvent(now, self.name, event))
+            if isinstance(event, Received) and event.stream_id is not None and not self.holds:
+                self.core.release_stream(event.connection, event.stream_id, now)
 
 
 @dataclass

@@ -8,6 +8,12 @@ Rules it enforces:
   nothing is delivered from a connection before that;
 - each envelope arrives on its own stream as one frame (framing.py); a bad frame resets only its
   stream; a datagram too large for one packet is refused, never queued;
+- a delivered frame's stream stays open on our side (held) until the owner releases it: accepted
+  (FIN) or refused (RESET_STREAM with a FrameRefusal code). aioquic lets the peer open a new stream
+  only for each of its streams that finished both ways, so held frames use up the peer's stream
+  credit (max_peer_streams) and QUIC itself stops a peer that ignores back-pressure; a release of
+  a stream no longer held (released, stopped by the peer, connection closed) does nothing;
+- a FrameRefusal on a stream we opened is reported (`PeerRefused`); other reset codes are not;
 - every timer (QUIC's, the keep-alive PING, the dial's give-up time, a retired connection's grace,
   the direct path's) is a deadline here; the driver calls `handle_timer` once the earliest passed.
 
@@ -27,7 +33,7 @@ from aioquic.quic import events
 
 from tomproto.core.certificates import node_id_of_certificate
 from tomproto.core.direct_path import CallPeer, DirectPath, PathSwitched, SendPunch
-from tomproto.core.framing import FrameError, FrameReader, frame
+from tomproto.core.framing import STREAM_MALFORMED, FrameError, FrameReader, FrameRefusal, frame
 from tomproto.core.paths import Address, Path, Transport, format_host_port
 from tomproto.core.quic import MAX_DATAGRAM_BYTES
 from tomproto.errors import (
@@ -47,13 +53,12 @@ __all__ = [
     "ConnectionFact",
     "Authenticated",
     "Delivered",
+    "PeerRefused",
     "Terminated",
     "ConnectionIdIssued",
     "ConnectionIdRetired",
     "Closing",
 ]
-
-_STREAM_REFUSED = 0x1  # application error code on a reset stream: the frame was refused
 
 
 @dataclass(frozen=True, slots=True)
@@ -71,12 +76,22 @@ class Closing:
 
 @dataclass(frozen=True, slots=True)
 class Delivered:
-    """A complete frame or datagram from the authenticated peer, with how and when it came."""
+    """A complete frame or datagram from the authenticated peer, with how and when it came; a
+    frame's `stream_id` is held until released (None for a datagram)."""
 
     data: bytes
     transport: Transport
     path: Path
     arrived_at_s: float
+    stream_id: int | None
+
+
+@dataclass(frozen=True, slots=True)
+class PeerRefused:
+    """The peer refused a frame we sent on `stream_id` (it reset its direction with that code)."""
+
+    stream_id: int
+    refusal: FrameRefusal
 
 
 @dataclass(frozen=True, slots=True)
@@ -96,7 +111,7 @@ class ConnectionIdRetired:
 
 
 ConnectionFact = (
-    Authenticated | Closing | Delivered | Terminated | ConnectionIdIssued | ConnectionIdRetired
+    Authenticated | Closing | Delivered | PeerRefused | Terminated | ConnectionIdIssued | ConnectionIdRetired
     | SendPunch | PathSwitched | CallPeer
 )  # fmt: skip
 
@@ -138,6 +153,7 @@ class Connection:
         self.admission_key: bytes | None = None
         self._streams_refused = streams_refused
         self._readers: dict[int, FrameReader] = {}
+        self._held: set[int] = set()  # peer streams whose frame was delivered, not yet released
         self._keepalive_interval_s = keepalive_interval_s
         self._keepalive_at: float | None = None
         # A dial gives up after its handshake timeout; an accepted handshake is the admission
@@ -171,6 +187,17 @@ class Connection:
     @property
     def open_streams(self) -> int:
         return len(self.quic._streams)
+
+    @property
+    def open_send_streams(self) -> int:
+        """Streams we opened that are still open (the peer's FIN has not come back). The peer's
+        streams, held or not, do not count: a node holding frames from a peer must still be able
+        to send to it (the peer's own credit bounds those)."""
+        return sum(1 for stream_id in self.quic._streams if not self._is_peer_stream(stream_id))
+
+    @property
+    def held_streams(self) -> int:
+        return len(self._held)
 
     @property
     def handshake_s(self) -> float | None:
@@ -239,9 +266,13 @@ class Connection:
                 facts += self._on_stream_data(event, now)
             elif isinstance(event, events.DatagramFrameReceived):
                 if self.peer is not None:
-                    facts.append(Delivered(event.data, Transport.datagram, self._received_path, now))
+                    facts.append(Delivered(event.data, Transport.datagram, self._received_path, now, None))
             elif isinstance(event, events.StreamReset):
                 self._readers.pop(event.stream_id, None)
+                facts += self._on_stream_reset(event)
+            elif isinstance(event, events.StopSendingReceived):
+                # aioquic reset our direction itself, with the peer's code: nothing left to release.
+                self._held.discard(event.stream_id)
             elif isinstance(event, events.ConnectionIdIssued):
                 self.connection_ids.add(event.connection_id)
                 facts.append(ConnectionIdIssued(event.connection_id))
@@ -288,28 +319,62 @@ class Connection:
             reader = self._readers[stream_id] = FrameReader()
         result = reader.feed(event.data, event.end_stream)
         if result is None:
+            if event.end_stream:  # the FIN after a frame already delivered
+                self._readers.pop(stream_id, None)
             return []
         if isinstance(result, FrameError):
             self._readers.pop(stream_id, None)
+            self._held.discard(stream_id)  # data past a delivered frame: the stream is refused
             self._streams_refused[result.value] += 1
             if result is not FrameError.truncated:
-                self.quic.stop_stream(stream_id, _STREAM_REFUSED)
-            self.quic.reset_stream(stream_id, _STREAM_REFUSED)
+                self.quic.stop_stream(stream_id, STREAM_MALFORMED)
+            self.quic.reset_stream(stream_id, STREAM_MALFORMED)
             return []
         if event.end_stream:  # otherwise the reader stays, to catch data past the frame
             self._readers.pop(stream_id, None)
-        self.quic.send_stream_data(stream_id, b"", end_stream=True)  # close our direction too
-        return [Delivered(result, Transport.stream, self._received_path, now)]
+        # Our direction stays open until the owner releases the frame (`release`).
+        self._held.add(stream_id)
+        return [Delivered(result, Transport.stream, self._received_path, now, stream_id)]
+
+    def _on_stream_reset(self, event: events.StreamReset) -> list[ConnectionFact]:
+        """The peer reset its direction of a stream. On a stream we opened, a FrameRefusal code
+        is its answer to our frame; on its own streams it abandons a frame (a held one keeps its
+        place: releasing it still finishes our direction, so aioquic can forget the stream)."""
+        if self.peer is None or self._is_peer_stream(event.stream_id):
+            return []
+        try:
+            refusal = FrameRefusal(event.error_code)
+        except ValueError:
+            return []  # not an answer to a frame (STREAM_MALFORMED is ours to send, not to get)
+        return [PeerRefused(event.stream_id, refusal)]
 
     def _is_peer_stream(self, stream_id: int) -> bool:
         return bool(stream_id & 1) == self.dialer  # bit 0 is set on server-initiated streams
 
     # -- output ---------------------------------------------------------------------------------
 
-    def send_frame(self, data: bytes) -> None:
+    def send_frame(self, data: bytes) -> int:
+        """Send `data` on a new stream of ours; its stream ID (the peer's answer comes on it)."""
         self._check_usable()
         stream_id = self.quic.get_next_available_stream_id()
         self.quic.send_stream_data(stream_id, frame(data), end_stream=True)
+        return stream_id
+
+    def release(self, stream_id: int, refusal: FrameRefusal | None) -> bool:
+        """The owner is done with a held frame: close our direction of its stream with an empty
+        FIN (accepted) or a RESET_STREAM carrying `refusal`. Whether anything is to be sent: a
+        stream no longer held (released, stopped by the peer, connection closed) is left alone."""
+        if stream_id not in self._held:
+            return False
+        self._held.discard(stream_id)
+        stream = self.quic._streams.get(stream_id)
+        if self.closed or self._closing or stream is None or stream.sender._reset_error_code is not None:
+            return False
+        if refusal is None:
+            self.quic.send_stream_data(stream_id, b"", end_stream=True)
+        else:
+            self.quic.reset_stream(stream_id, int(refusal))
+        return True
 
     def send_datagram(self, data: bytes) -> None:
         self._check_usable()
@@ -338,6 +403,7 @@ class Connection:
         self._closing = True
         self.close_reason = reason
         self.draining = True
+        self._held.clear()
         self._retire_at = self._keepalive_at = self._give_up_at = None
         self.direct_path.stop()
         self.quic.close(error_code=0, reason_phrase=reason)
@@ -356,6 +422,7 @@ class Connection:
             return []
         self.closed = True
         self.close_reason = self.close_reason or reason
+        self._held.clear()
         self.direct_path.stop()
         return [Terminated(self.close_reason, self.established_at is not None)]
 

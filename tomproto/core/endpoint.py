@@ -14,7 +14,11 @@ Rules it enforces:
   existing one replaces it (the peer restarted and dialled again);
 - a short-header packet for an unknown connection ID is answered by a signed reset notice
   (control.py), rate-limited, so a peer holding a stale connection redials at once;
-- a punch is answered only when addressed to us, by a peer we have a connection with, and signed.
+- a punch is answered only when addressed to us, by a peer we have a connection with, and signed;
+- a received frame is held (its stream stays open on our side) until the driver calls
+  `release_stream`: accepted or refused with a FrameRefusal, which the sender sees as
+  `FrameRefused`. Held frames take up the peer's stream credit (connection.py), so a peer cannot
+  make us hold more than `max_peer_streams` of them per connection.
 
 Driving it (as aioquic's QuicConnection is driven): feed `receive_datagram` and `handle_timer`
 with the time, then send what `datagrams_to_send` returns, handle what `next_event` returns, and
@@ -27,6 +31,7 @@ from __future__ import annotations
 import itertools
 from collections import deque
 from collections.abc import Callable, Sequence
+from dataclasses import dataclass
 
 from aioquic.buffer import Buffer
 from aioquic.quic.packet import QuicHeader, QuicPacketType, QuicProtocolVersion, encode_quic_retry, pull_quic_header
@@ -41,11 +46,13 @@ from tomproto.core.connection import (
     ConnectionIdIssued,
     ConnectionIdRetired,
     Delivered,
+    PeerRefused,
     Terminated,
 )
 from tomproto.core.control import KIND_RESET_NOTICE, decode_reset_notice, encode_reset_notice, is_quic_packet
 from tomproto.core.deadlines import Deadlines
 from tomproto.core.direct_path import CallPeer, PathSwitched, SendPunch
+from tomproto.core.framing import FrameRefusal
 from tomproto.core.introductions import Introductions
 from tomproto.core.paths import Address, Path, Transport
 from tomproto.core.quic import TomQuicConnection, TransportSettings, quic_configuration
@@ -55,6 +62,7 @@ from tomproto.core.transport_events import (
     ConnectionInfo,
     DialFailed,
     DialSucceeded,
+    FrameRefused,
     PathChanged,
     PeerConnected,
     PeerDisconnected,
@@ -66,7 +74,7 @@ from tomproto.errors import ConnectionLost, IdentityError, NoRoute, TransportErr
 from tomproto.identity import Identity, NodeId
 from tomproto.relay import protocol as relay_wire
 
-__all__ = ["EndpointCore", "TransportCounters"]
+__all__ = ["EndpointCore", "FrameSent", "TransportCounters"]
 
 CONNECTION_ID_BYTES = 8
 SIMULTANEOUS_DIAL_WINDOW_S = 2.0
@@ -74,6 +82,15 @@ DRAIN_GRACE_S = 2.0
 _MIN_INITIAL_BYTES = 1200
 _SUPPORTED_VERSIONS = {QuicProtocolVersion.VERSION_1, QuicProtocolVersion.VERSION_2}
 _RESET_NOTICES_PER_S = 20
+
+
+@dataclass(frozen=True, slots=True)
+class FrameSent:
+    """Where a frame went: the path its packets take and its stream (the peer's answer, a
+    `FrameRefused` or nothing, names that stream)."""
+
+    path: Path
+    stream_id: int
 
 
 class EndpointCore:
@@ -214,9 +231,15 @@ class EndpointCore:
 
     def writable(self, handle: int) -> bool:
         """Whether a sender may add a stream now (back-pressure: aioquic walks every open stream
-        for each packet it builds, so thousands of queued streams make sending quadratic)."""
+        for each packet it builds, so thousands of queued streams make sending quadratic). Only
+        our own streams count: one stays open until the peer releases its frame, so a peer that
+        holds frames slows our sends to it; the frames we hold for it do not stop us sending."""
         connection = self._connections.get(handle)
-        return connection is None or connection.closed or connection.open_streams < self.settings.max_open_send_streams
+        return (
+            connection is None
+            or connection.closed
+            or connection.open_send_streams < self.settings.max_open_send_streams
+        )
 
     def open_streams(self, handle: int) -> int:
         connection = self._connections.get(handle)
@@ -244,14 +267,26 @@ class EndpointCore:
         self._touch(connection, now)
         return connection.handle
 
-    def send_frame(self, handle: int, data: bytes, now: float) -> Path:
-        """Send one envelope on its own stream; the path its packets take. ConnectionLost if the
-        connection is not usable."""
+    def send_frame(self, handle: int, data: bytes, now: float) -> FrameSent:
+        """Send one envelope on its own stream; the path its packets take and the stream.
+        ConnectionLost if the connection is not usable."""
         connection = self._connection(handle)
-        connection.send_frame(data)
+        stream_id = connection.send_frame(data)
         self.counters.frames_sent += 1
         self._touch(connection, now)
-        return connection.path
+        return FrameSent(connection.path, stream_id)
+
+    def release_stream(self, handle: int, stream_id: int, now: float, refusal: FrameRefusal | None = None) -> None:
+        """The node is done with the frame `Received` on `stream_id`: accepted (None: an empty FIN
+        on our direction) or refused (a RESET_STREAM whose code is `refusal`). Either lets the peer
+        open another stream. Releasing a stream that is gone (connection closed, stopped by the
+        peer, released already) does nothing."""
+        connection = self._connections.get(handle)
+        if connection is None or not connection.release(stream_id, refusal):
+            return
+        if refusal is not None:
+            self.counters.frames_refused[refusal.name] += 1
+        self._touch(connection, now)
 
     def send_datagram(self, handle: int, data: bytes, now: float) -> Path:
         connection = self._connection(handle)
@@ -313,7 +348,11 @@ class EndpointCore:
                 if fact.transport is Transport.stream:
                     self.counters.frames_received += 1
                 self._events.append(Received(connection.peer, connection.handle, fact.data, fact.transport,
-                                             fact.path, fact.arrived_at_s))  # fmt: skip
+                                             fact.path, fact.arrived_at_s, fact.stream_id))  # fmt: skip
+            elif isinstance(fact, PeerRefused):
+                assert connection.peer is not None  # noqa: S101 - refusals are read once authenticated
+                self.counters.frames_refused_by_peer[fact.refusal.name] += 1
+                self._events.append(FrameRefused(connection.peer, connection.handle, fact.stream_id, fact.refusal))
             elif isinstance(fact, SendPunch):
                 peer = connection.peer_id_raw
                 if peer is not None:

@@ -3,6 +3,11 @@
 Rules: one bidirectional stream per envelope, carrying a 4-byte big-endian length, the bytes, then
 FIN. The sender refuses a frame over FRAME_CAP_BYTES; the receiver refuses a larger length prefix
 as soon as the 4 bytes are in, before reading any body, and refuses data past the announced length.
+
+The receiver answers each frame on the same stream's other direction: an empty FIN when its node
+accepted it, or a RESET_STREAM whose application error code says why not (`STREAM_MALFORMED` for a
+frame the framing refused, a `FrameRefusal` for a well-formed frame the node refused). The codes
+share one space, so a FrameRefusal never reuses STREAM_MALFORMED.
 """
 
 from __future__ import annotations
@@ -12,10 +17,12 @@ import struct
 
 from tomproto.errors import LocalError
 
-__all__ = ["FRAME_CAP_BYTES", "FrameError", "frame", "FrameReader"]
+__all__ = ["FRAME_CAP_BYTES", "STREAM_MALFORMED", "FrameError", "FrameRefusal", "frame", "FrameReader"]
 
 FRAME_CAP_BYTES = 1024 * 1024
 _LENGTH = struct.Struct(">I")
+# Application error code (STOP_SENDING, RESET_STREAM) on a stream whose frame was malformed.
+STREAM_MALFORMED = 0x1
 
 
 class FrameError(str, enum.Enum):
@@ -24,6 +31,15 @@ class FrameError(str, enum.Enum):
     too_large = "frame_too_large"
     overrun = "frame_overrun"
     truncated = "frame_truncated"
+
+
+class FrameRefusal(enum.IntEnum):
+    """Why a node refused a well-formed frame it had held: the application error code of the
+    RESET_STREAM on its direction of the frame's stream, which the sender reads back."""
+
+    rejected = 0x2  # the envelope was refused (bad signature, wrong recipient, replay, ...)
+    throttled = 0x3  # too much from this peer now; the same envelope may be sent again later
+    unavailable = 0x4  # the node is shutting down (or cannot take it for now), not the envelope's fault
 
 
 def frame(data: bytes) -> bytes:

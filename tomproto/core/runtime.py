@@ -40,6 +40,7 @@ from tomproto.core.backup import MAX_BACKUP_TTL_S, BackupStore
 from tomproto.core.backup_exchange import BackupExchange
 from tomproto.core.dedup import ExpiringSet, RecentSet
 from tomproto.core.delivery import MAX_RESENDS, UNACKED_TYPES, DeliveryStatus, DeliveryTracker, TrackedMessage
+from tomproto.core.framing import FrameRefusal
 from tomproto.core.liveness import Liveness
 from tomproto.core.paths import Transport
 from tomproto.core.runtime_events import (
@@ -60,7 +61,7 @@ from tomproto.core.runtime_events import (
     RuntimeEvent,
     TransmitEnvelope,
 )
-from tomproto.core.transport_events import FrameRefusal, Received
+from tomproto.core.transport_events import Received
 from tomproto.errors import Backpressure, DecodeError, LocalError
 from tomproto.identity import Identity, NodeId
 from tomproto.sealing import EnvelopeRejected, new_message_id, open_verified, seal_envelope, verify_envelope

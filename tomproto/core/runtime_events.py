@@ -12,8 +12,9 @@ from collections.abc import Callable
 from dataclasses import dataclass
 
 from tomproto.core.delivery import DeliveryStatus
+from tomproto.core.framing import FrameRefusal
 from tomproto.core.liveness import PeerStatusChanged
-from tomproto.core.transport_events import FrameRefusal, Received
+from tomproto.core.transport_events import Received
 from tomproto.identity import NodeId
 from tomproto.wire.envelope import Envelope, MessageType
 
@@ -74,7 +75,8 @@ class TransmitEnvelope:
         self.message_id = message_id
         self.msg_type = msg_type
         self.purpose = purpose
-        self._wire, self._build = (wire, None) if isinstance(wire, bytes) else (None, wire)
+        self._wire: bytes | None = wire if isinstance(wire, bytes) else None
+        self._build: Callable[[], bytes] | None = None if isinstance(wire, bytes) else wire
 
     @property
     def wire(self) -> bytes:

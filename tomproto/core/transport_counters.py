@@ -21,6 +21,10 @@ class TransportCounters:
     send_errors: int = 0
     malformed_packets: int = 0
     streams_refused: Counter[str] = field(default_factory=Counter)
+    # Well-formed frames refused by FrameRefusal name: by us (released with a refusal), and by
+    # our peers (their answer to frames we sent).
+    frames_refused: Counter[str] = field(default_factory=Counter)
+    frames_refused_by_peer: Counter[str] = field(default_factory=Counter)
     reset_notices_sent: int = 0
     reset_notices_honoured: int = 0
     connections_refused: int = 0

@@ -1,17 +1,17 @@
 """What the transport core tells its driver, as typed facts in past tense.
 
-Public events (`PeerConnected`, `PeerDisconnected`, `PathChanged`, `RelayRegistered`) are what a
-user or a campaign observes; `Received` carries a delivery with everything it needs (the peer,
-the connection it came on, how, by which path and when it reached the socket), so nobody has to
-read the transport's state while handling it; `DialSucceeded`/`DialFailed` and
-`RelayRegistrationFailed` answer the driver's own requests.
+Public events (`PeerConnected`, `PeerDisconnected`, `PathChanged`, `RelayRegistered`,
+`FrameRefused`) are what a user or a campaign observes; `Received` carries a delivery with
+everything it needs (the peer, the connection it came on, the stream to release, how, by which
+path and when it reached the socket), so nobody has to read the transport's state while handling
+it; `DialSucceeded`/`DialFailed` and `RelayRegistrationFailed` answer the driver's own requests.
 """
 
 from __future__ import annotations
 
-import enum
 from dataclasses import dataclass
 
+from tomproto.core.framing import FrameRefusal
 from tomproto.core.paths import Address, Path, Transport
 from tomproto.errors import TransportError
 from tomproto.identity import NodeId
@@ -21,7 +21,7 @@ __all__ = [
     "PeerDisconnected",
     "PathChanged",
     "Received",
-    "FrameRefusal",
+    "FrameRefused",
     "DialSucceeded",
     "DialFailed",
     "RelayRegistered",
@@ -62,7 +62,9 @@ class PathChanged:
 @dataclass(frozen=True, slots=True)
 class Received:
     """A frame or datagram from an authenticated peer. `connection` names the connection it came
-    on (answers go back on it); `arrived_at_s` is when its last packet reached the socket."""
+    on (answers go back on it); `arrived_at_s` is when its last packet reached the socket. A
+    frame's `stream_id` stays open on our side until released (`EndpointCore.release_stream`):
+    the peer cannot reuse that stream credit before; None for a datagram."""
 
     peer: NodeId
     connection: int
@@ -70,15 +72,18 @@ class Received:
     transport: Transport
     path: Path
     arrived_at_s: float
-    stream_id: int | None = None  # None: a datagram
+    stream_id: int | None = None
 
 
-class FrameRefusal(enum.IntEnum):
-    """Why a node refused a frame it received (the sender sees it on its stream)."""
+@dataclass(frozen=True, slots=True)
+class FrameRefused:
+    """`peer` refused the frame we sent on `stream_id` of `connection` (the `stream_id` that
+    sending it returned): it read the frame and said why not."""
 
-    throttled = 1
-    rejected = 2
-    unavailable = 3
+    peer: NodeId
+    connection: int
+    stream_id: int
+    refusal: FrameRefusal
 
 
 @dataclass(frozen=True, slots=True)
@@ -111,8 +116,8 @@ class ObservedAddressChanged:
 
 
 TransportEvent = (
-    PeerConnected | PeerDisconnected | PathChanged | Received | DialSucceeded | DialFailed | RelayRegistered
-    | RelayRegistrationFailed | ObservedAddressChanged
+    PeerConnected | PeerDisconnected | PathChanged | Received | FrameRefused | DialSucceeded | DialFailed
+    | RelayRegistered | RelayRegistrationFailed | ObservedAddressChanged
 )  # fmt: skip
 
 

@@ -1,9 +1,17 @@
 """The asyncio side of the node: one UDP socket around the sans-IO transport core."""
 
+from tomproto.core.framing import FrameRefusal
 from tomproto.core.paths import Path, Transport
 from tomproto.core.quic import ALPN, MAX_DATAGRAM_BYTES, TransportSettings
 from tomproto.core.transport_counters import TransportCounters
-from tomproto.core.transport_events import ConnectionInfo, PathChanged, PeerConnected, PeerDisconnected, Received
+from tomproto.core.transport_events import (
+    ConnectionInfo,
+    FrameRefused,
+    PathChanged,
+    PeerConnected,
+    PeerDisconnected,
+    Received,
+)
 from tomproto.errors import (
     ConnectionBusy,
     ConnectionLost,
@@ -25,6 +33,8 @@ __all__ = [
     "Sent",
     "ConnectionInfo",
     "Received",
+    "FrameRefused",
+    "FrameRefusal",
     "PeerConnected",
     "PeerDisconnected",
     "PathChanged",

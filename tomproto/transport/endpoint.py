@@ -7,7 +7,10 @@ The core (tomproto/core/endpoint.py) holds every rule and every connection. This
 - turns the core's answers into awaitables: a dial's future, registration with the relay, a sender
   waiting while too many of its streams are open (back-pressure);
 - passes deliveries to `on_delivery` and public events to `on_event`: one slot each, both owned
-  by the composition root (tomproto/node.py), which fans events out to any number of subscribers.
+  by the composition root (tomproto/node.py), which fans events out to any number of subscribers;
+- releases each frame once its handler returns, unless the handler returned True: it then keeps
+  the frame and calls `release` when its node is done with it (until then the frame's stream
+  stays open, which slows the sender: the core's back-pressure).
 
 Time is `time.monotonic()` everywhere (the core's `now`, arrival stamps and deadlines), so that
 it means the same under any event loop.
@@ -23,6 +26,7 @@ from dataclasses import dataclass
 from typing import TypeVar
 
 from tomproto.core.endpoint import EndpointCore
+from tomproto.core.framing import FrameRefusal
 from tomproto.core.paths import Address, Path, Transport, format_host_port
 from tomproto.core.quic import TransportSettings
 from tomproto.core.relay_registration import REGISTER_TIMEOUT_S
@@ -43,7 +47,8 @@ from tomproto.transport.interfaces import candidate_addresses
 
 __all__ = ["Endpoint", "Sent", "DeliveryHandler", "EventHandler"]
 
-DeliveryHandler = Callable[[Received], None]
+# True: the handler keeps the frame and calls `Endpoint.release` later; None: released on return.
+DeliveryHandler = Callable[[Received], bool | None]
 EventHandler = Callable[[TransportEvent], None]
 _T = TypeVar("_T")
 
@@ -52,10 +57,12 @@ _T = TypeVar("_T")
 class Sent:
     """What became of one send: the path its packets took, and `time.monotonic_ns()` when the
     first packet of that send was handed to the socket (None: nothing could leave yet, e.g. the
-    stream waits for flow control). That instant is where the sender's stack time ends."""
+    stream waits for flow control). That instant is where the sender's stack time ends.
+    `stream_id` is the frame's stream (a `FrameRefused` names it); None for a datagram."""
 
     path: Path
     left_ns: int | None
+    stream_id: int | None = None
 
 
 class Endpoint(asyncio.DatagramProtocol):
@@ -173,7 +180,8 @@ class Endpoint(asyncio.DatagramProtocol):
 
     async def send_frame(self, peer: NodeId, data: bytes, address: Address | None = None) -> Sent:
         """Send one envelope on its own stream, dialling `address` if there is no connection;
-        waits while too many of our streams to that peer are open."""
+        waits while too many of our streams to that peer are open (each stays open until the peer
+        released its frame). A refusal comes later, as a FrameRefused naming `Sent.stream_id`."""
         handle = await self._usable(peer, address)
         while not self.core.writable(handle):
             event = self._writable.setdefault(handle, asyncio.Event())
@@ -194,16 +202,26 @@ class Endpoint(asyncio.DatagramProtocol):
                 raise ConnectionBusy(f"{open_streams} streams to that peer are still open")
         return self._send(connection, data, transport)
 
+    def release(self, received: Received, refusal: FrameRefusal | None = None) -> None:
+        """Done with a frame its handler kept (returned True for): accepted (None) or refused
+        with `refusal`, which the sender sees as FrameRefused. Nothing for a datagram, nor for a
+        frame whose connection or stream is gone, nor a second time."""
+        stream_id = received.stream_id
+        if stream_id is not None:
+            self._step(lambda now: self.core.release_stream(received.connection, stream_id, now, refusal))
+
     def _send(self, handle: int, data: bytes, transport: Transport) -> Sent:
         self._left_ns[handle] = None
+        stream_id: int | None = None
         try:
             if transport is Transport.datagram:
                 path = self._step(lambda now: self.core.send_datagram(handle, data, now))
             else:
-                path = self._step(lambda now: self.core.send_frame(handle, data, now))
+                sent = self._step(lambda now: self.core.send_frame(handle, data, now))
+                path, stream_id = sent.path, sent.stream_id
         finally:
             left_ns = self._left_ns.pop(handle, None)
-        return Sent(path, left_ns)
+        return Sent(path, left_ns, stream_id)
 
     # -- driving the core -----------------------------------------------------------------------
 
@@ -247,8 +265,15 @@ class Endpoint(asyncio.DatagramProtocol):
 
     def _dispatch(self, event: TransportEvent) -> None:
         if isinstance(event, Received):
-            if self.on_delivery is not None:
-                self.on_delivery(event)
+            kept: bool | None = None
+            try:
+                if self.on_delivery is not None:
+                    kept = self.on_delivery(event)
+            finally:
+                # Released unless kept, a handler that raised included: a frame nobody will
+                # release would hold one of the peer's streams for the connection's life.
+                if kept is not True and event.stream_id is not None:
+                    self.core.release_stream(event.connection, event.stream_id, time.monotonic())
         elif isinstance(event, DialSucceeded | DialFailed):
             dial = self._dials.pop(event.peer, None)
             if dial is not None and not dial.done():

@@ -58,5 +58,9 @@ class EventHub:
                 self.failures += 1
                 _log.exception("an event subscriber (%r) failed on %r", subscription.handler, event)
 
+    def wants(self, kind: type) -> bool:
+        """Whether some subscriber takes events of `kind` (by name: a catch-all does not count)."""
+        return any(kind in subscription.kinds for subscription in self._subscriptions)
+
     def _remove(self, subscription: Subscription) -> None:
         self._subscriptions = [s for s in self._subscriptions if s is not subscription]

@@ -1,62 +1,128 @@
-"""The composition root: an identity, one transport endpoint, and the envelope layer between them.
+"""The composition root: an identity, one transport endpoint, and the protocol runtime between
+them. The one asyncio driver: it feeds frames, transport events and timers to the runtime
+(tomproto/core/runtime.py) and carries out what it says, in order.
 
 Rules it enforces:
-- every envelope received is opened (decode, verify, decrypt) before the application sees it;
-  refusals never escape: they are counted by reason (`rejected`);
-- every envelope sent is sealed here (encrypt-then-sign for Chat), so nothing unsigned leaves;
-- counts envelopes by direction and type (the later `tomproto_envelopes_total`);
-- everything it observes is published on `events` to any number of subscribers: each opened
-  envelope as a `ReceivedMessage` (with its peer, path and arrival time), and the transport's
-  `PeerConnected`, `PeerDisconnected` and `PathChanged`. Nothing above the node holds a
-  connection: a `ReceivedMessage` names its connection by a number the node answers on.
-Routing, ACKs and resends (roadmap item 1) will sit between this and the transport.
+- every frame is handed to the runtime, which keeps it (its stream stays open: back-pressure on
+  the sender) until the message is in the application's hands or its bounded inbox, then
+  releases it: accepted, or refused with a reason the sender sees;
+- the application gets messages either by `await node.receive()` (the bounded inbox) or, while
+  something subscribes to `ReceivedMessage` on `events`, synchronously, as soon as each is
+  opened: the probe engine and the responder do, so that nothing but the stack sits between a
+  reply and its measurement (a message published to subscribers is in the application's hands);
+- a message of ours goes at once when its connection is up and has room, else from a task that
+  dials and waits; either way its outcome goes back to the runtime (transmitted or failed), and
+  the instant its first packet left is published (`EnvelopeLeft`) with its path;
+- sending never grows without bound: past `max_unacknowledged` messages not yet acknowledged,
+  `send_message` waits (and `send_message_nowait` raises Backpressure);
+- datagrams are outside the runtime's promises: sealed, sent once, never ACKed nor resent;
+- everything the runtime and the transport report is published on `events` to any number of
+  subscribers; counters stay readable (`counters`, `rejected`, `envelopes`).
 """
 
 from __future__ import annotations
 
+import asyncio
+import os
 import time
-from collections import Counter
+from collections import Counter, OrderedDict
 from dataclasses import dataclass
 
+from tomproto.core.delivery import DeliveryStatus
+from tomproto.core.framing import FrameRefusal
 from tomproto.core.paths import Address, Path, Transport
-from tomproto.core.transport_events import Received, TransportEvent
-from tomproto.errors import DatagramTooLarge
+from tomproto.core.runtime import Runtime, RuntimeCounters, RuntimeOutput, RuntimeSettings
+from tomproto.core.runtime_events import (
+    InboundMessage,
+    MessagesWaiting,
+    Purpose,
+    ReleaseFrame,
+    RoomToSend,
+    TransmitEnvelope,
+)
+from tomproto.core.transport_events import FrameRefused, PeerConnected, Received, TransportEvent
+from tomproto.errors import Backpressure, DatagramTooLarge, TransportError
 from tomproto.events import EventHub
 from tomproto.identity import Identity, NodeId
-from tomproto.sealing import EnvelopeRejected, OpenedEnvelope, SealedEnvelope, open_envelope, seal_envelope
+from tomproto.sealing import SealedEnvelope, seal_envelope
 from tomproto.transport import MAX_DATAGRAM_BYTES, Endpoint, Sent, TransportSettings
-from tomproto.wire.envelope import MessageType
+from tomproto.wire.envelope import DEFAULT_TTL, Envelope, MessageType
 
-__all__ = ["Node", "ReceivedMessage", "MAX_DATAGRAM_ENVELOPE_BYTES", "DATAGRAM_SEAL_ATTEMPTS"]
+__all__ = [
+    "Node",
+    "ReceivedMessage",
+    "EnvelopeLeft",
+    "MAX_DATAGRAM_ENVELOPE_BYTES",
+    "DATAGRAM_SEAL_ATTEMPTS",
+    "MAX_TRACKED_STREAMS",
+]
 
 MAX_DATAGRAM_ENVELOPE_BYTES = MAX_DATAGRAM_BYTES  # a datagram carries one envelope
 # The wire size of a sealed envelope varies from seal to seal (bytes travel as integer arrays, in
 # which values of 128 or more take two bytes), and each seal draws a new ephemeral key and nonce.
 DATAGRAM_SEAL_ATTEMPTS = 16
+# Streams of ours remembered so that a refusal (FrameRefused) names its message; the oldest are
+# forgotten first (a refusal comes within a round trip or two of the send).
+MAX_TRACKED_STREAMS = 4096
 
 
 @dataclass(frozen=True, slots=True)
 class ReceivedMessage:
-    """An opened envelope, with where it came from and when."""
+    """A message for the application: verified, decrypted, delivered once, with where it came
+    from and when."""
 
-    opened: OpenedEnvelope
-    peer: NodeId  # the authenticated peer it came from (the transport's, not the envelope's claim)
-    connection: int  # the connection it came on: `Node.reply` answers there
+    envelope: Envelope
+    plaintext: bytes
+    sender: NodeId  # who signed it
+    peer: NodeId  # the authenticated transport peer it came from (a relay, or the sender)
+    connection: int
     transport: Transport
     path: Path  # the path its last packet came by
-    received_ns: int  # time.monotonic_ns() right after opening
+    received_ns: int  # time.monotonic_ns() when the application got it
     arrived_ns: int  # time.monotonic_ns() when its last packet reached our socket
+    from_backup: NodeId | None = None  # the holder that delivered it from a backup
+
+    @property
+    def message_id(self) -> str:
+        return self.envelope.id
+
+
+@dataclass(frozen=True, slots=True)
+class EnvelopeLeft:
+    """The first packet of one of our envelopes was handed to the socket (`left_ns`,
+    time.monotonic_ns()); None when it waits for flow control. `peer` is the next hop."""
+
+    message_id: str
+    peer: NodeId
+    msg_type: MessageType
+    purpose: Purpose
+    transport: Transport
+    path: Path
+    left_ns: int | None
+    wire_bytes: int
 
 
 class Node:
-    def __init__(self, identity: Identity, endpoint: Endpoint) -> None:
+    def __init__(self, identity: Identity, endpoint: Endpoint, settings: RuntimeSettings | None = None) -> None:
         self.identity = identity
         self.endpoint = endpoint
         self.events = EventHub()
-        self.rejected: Counter[str] = Counter()
-        self.envelopes: Counter[tuple[str, str]] = Counter()
+        self.runtime = Runtime(
+            identity, settings or RuntimeSettings(), time.monotonic(), wall_offset_s=time.time() - time.monotonic(),
+            random_bytes=os.urandom,
+        )  # fmt: skip
+        self.addresses: dict[NodeId, Address] = {}  # where to dial a peer (else through the relay)
+        self.envelopes: Counter[tuple[str, str]] = Counter()  # (direction, type), datagrams included
+        self._inbox_ready = asyncio.Event()
+        self._room = asyncio.Event()
+        self._sending: set[asyncio.Task[None]] = set()
+        self._streams: OrderedDict[tuple[int, int], tuple[str, NodeId]] = OrderedDict()
+        self._timer: asyncio.TimerHandle | None = None
+        self._timer_deadline: float | None = None
+        self._closed = False
         endpoint.on_delivery = self._received
         endpoint.on_event = self._transport_event
+        self._set_timer()
 
     @classmethod
     async def start(
@@ -67,14 +133,65 @@ class Node:
         *,
         settings: TransportSettings | None = None,
         relay: Address | None = None,
+        runtime: RuntimeSettings | None = None,
     ) -> Node:
         """Bind, and register with `relay` when given (TransportError if that fails)."""
         endpoint = await Endpoint.open(identity, host, port, settings, relay=relay)
-        return cls(identity, endpoint)
+        return cls(identity, endpoint, runtime)
 
     @property
     def node_id(self) -> NodeId:
         return self.identity.node_id
+
+    @property
+    def counters(self) -> RuntimeCounters:
+        return self.runtime.counters
+
+    @property
+    def rejected(self) -> Counter[str]:
+        """Envelopes refused, by reason."""
+        return self.runtime.counters.refused
+
+    def status(self, message_id: str) -> DeliveryStatus | None:
+        record = self.runtime.tracker.get(message_id)
+        return None if record is None else record.status
+
+    def grant(self, peer: NodeId, rate_per_s: float, burst: float, duration_s: float) -> bool:
+        """Hold `peer` to this budget instead of the anonymous anti-spam bucket, for `duration_s`."""
+        now = time.monotonic()
+        return self.runtime.grant(peer, rate_per_s, burst, now + duration_s, now)
+
+    # -- sending --------------------------------------------------------------------------------
+
+    def send_message_nowait(
+        self, peer: NodeId, payload: bytes, *, msg_type: MessageType = MessageType.Chat,
+        via: tuple[NodeId, ...] = (), ttl: int = DEFAULT_TTL, address: Address | None = None,
+        message_id: str | None = None,
+    ) -> str:  # fmt: skip
+        """Send a tracked, acknowledged message (encrypted when a Chat); its id. Backpressure
+        when too many of ours are not yet acknowledged."""
+        if address is not None:
+            self.addresses[peer] = address
+        message_id, outputs = self.runtime.send(
+            peer, payload, time.monotonic(), msg_type=msg_type, via=via, ttl=ttl, message_id=message_id
+        )
+        self._carry_out(outputs)
+        return message_id
+
+    async def send_message(
+        self, peer: NodeId, payload: bytes, *, msg_type: MessageType = MessageType.Chat,
+        via: tuple[NodeId, ...] = (), ttl: int = DEFAULT_TTL, address: Address | None = None,
+        message_id: str | None = None,
+    ) -> str:  # fmt: skip
+        """As `send_message_nowait`, waiting while back-pressure lasts."""
+        while True:
+            try:
+                return self.send_message_nowait(
+                    peer, payload, msg_type=msg_type, via=via, ttl=ttl, address=address, message_id=message_id
+                )
+            except Backpressure:
+                self._room.clear()
+                await self._room.wait()
 
     def seal(self, peer: NodeId, msg_type: MessageType, payload: bytes) -> SealedEnvelope:
         return seal_envelope(self.identity, peer, msg_type, payload, now_ms=time.time_ns() // 1_000_000)
@@ -91,44 +208,166 @@ class Node:
             f"({MAX_DATAGRAM_ENVELOPE_BYTES}), {DATAGRAM_SEAL_ATTEMPTS} times"
         )
 
-    async def send(
-        self,
-        peer: NodeId,
-        sealed: SealedEnvelope,
-        *,
-        address: Address | None = None,
-        transport: Transport = Transport.stream,
-    ) -> Sent:
-        """Send a sealed envelope, dialling `address` if there is no connection to `peer`."""
-        if transport is Transport.datagram:
-            sent = await self.endpoint.send_datagram(peer, sealed.wire, address)
-        else:
-            sent = await self.endpoint.send_frame(peer, sealed.wire, address)
+    async def send_datagram(self, peer: NodeId, sealed: SealedEnvelope, *, address: Address | None = None) -> Sent:
+        """Send a sealed envelope once, in a QUIC datagram: never ACKed, never resent."""
+        if address is not None:
+            self.addresses[peer] = address
+        sent = await self.endpoint.send_datagram(peer, sealed.wire, self.addresses.get(peer))
         self.envelopes["out", sealed.envelope.msg_type.value] += 1
         return sent
 
-    def reply(self, message: ReceivedMessage, sealed: SealedEnvelope) -> Sent:
-        """Answer on the connection and transport the message came by (no dialling, no waiting:
-        ConnectionBusy when too many answers to that peer are still open)."""
-        sent = self.endpoint.reply(message.connection, sealed.wire, message.transport)
+    def reply_datagram(self, message: ReceivedMessage, sealed: SealedEnvelope) -> Sent:
+        """Answer a datagram with a datagram on the connection it came on (no dialling)."""
+        sent = self.endpoint.reply(message.connection, sealed.wire, Transport.datagram)
         self.envelopes["out", sealed.envelope.msg_type.value] += 1
         return sent
 
-    def _received(self, delivery: Received) -> None:
-        try:
-            opened = open_envelope(self.identity, delivery.data)
-        except EnvelopeRejected as refused:
-            self.rejected[refused.reason.value] += 1
+    # -- receiving ------------------------------------------------------------------------------
+
+    async def receive(self) -> ReceivedMessage:
+        """The next message from the inbox, waiting for one."""
+        while True:
+            message = self._take()
+            if message is not None:
+                return message
+            self._inbox_ready.clear()
+            await self._inbox_ready.wait()
+
+    def receive_nowait(self) -> ReceivedMessage | None:
+        return self._take()
+
+    def mark_read(self, message: ReceivedMessage) -> None:
+        """Tell its sender the message was read (a ReadReceipt)."""
+        inbound = InboundMessage(message.envelope, message.plaintext, _frame_of(message))
+        self._carry_out(self.runtime.mark_read(inbound, time.monotonic()))
+
+    def _take(self) -> ReceivedMessage | None:
+        inbound, outputs = self.runtime.take_message(time.monotonic())
+        message = None if inbound is None else _received_message(inbound)
+        self._carry_out(outputs)
+        return message
+
+    def _received(self, frame: Received) -> bool:
+        self._carry_out(self.runtime.receive(frame, time.monotonic()))
+        return True  # the runtime releases it (ReleaseFrame), at once or once there is room
+
+    # -- carrying out what the runtime says -----------------------------------------------------
+
+    def _carry_out(self, outputs: list[RuntimeOutput]) -> None:
+        """Carry out outputs in order. A handler that sends comes back here; its outputs go
+        first (an answer leaves before the ACK of what it answers), the rest after them."""
+        for output in outputs:
+            if isinstance(output, TransmitEnvelope):
+                self._transmit(output)
+            elif isinstance(output, ReleaseFrame):
+                self.endpoint.release(output.frame, output.refusal)
+            elif isinstance(output, MessagesWaiting):
+                self._messages_waiting()
+            elif isinstance(output, RoomToSend):
+                self._room.set()
+            else:
+                self.events.publish(output)
+        self._set_timer()
+
+    def _messages_waiting(self) -> None:
+        if not self.events.wants(ReceivedMessage):
+            self._inbox_ready.set()
             return
-        received_ns = time.monotonic_ns()
-        self.envelopes["in", opened.envelope.msg_type.value] += 1
-        self.events.publish(ReceivedMessage(
-            opened, delivery.peer, delivery.connection, delivery.transport, delivery.path, received_ns,
-            round(delivery.arrived_at_s * 1e9),
+        while (message := self._take()) is not None:
+            self.events.publish(message)  # a subscriber that fails is counted and logged there
+
+    def _transmit(self, command: TransmitEnvelope) -> None:
+        self.envelopes["out", command.msg_type.value] += 1
+        try:
+            sent = self.endpoint.send_frame_now(command.next_hop, command.wire, urgent=command.purpose is Purpose.ack)
+        except TransportError as error:
+            self._carry_out(self.runtime.transmit_failed(command.token, time.monotonic(), str(error)))
+            return
+        if sent is not None:
+            self._left(command, sent)
+            return
+        task = asyncio.ensure_future(self._transmit_later(command))
+        self._sending.add(task)
+        task.add_done_callback(self._sending.discard)
+
+    async def _transmit_later(self, command: TransmitEnvelope) -> None:
+        """Dial (at the known address, else through the relay) and wait for room, then send."""
+        try:
+            sent = await self.endpoint.send_frame(command.next_hop, command.wire, self.addresses.get(command.next_hop))
+        except TransportError as error:
+            self._carry_out(self.runtime.transmit_failed(command.token, time.monotonic(), str(error)))
+            return
+        self._left(command, sent)
+
+    def _left(self, command: TransmitEnvelope, sent: Sent) -> None:
+        if sent.stream_id is not None:
+            handle = self.endpoint.core.connection_to(command.next_hop)
+            if handle is not None:
+                self._streams[handle, sent.stream_id] = (command.message_id, command.next_hop)
+                if len(self._streams) > MAX_TRACKED_STREAMS:
+                    self._streams.popitem(last=False)
+        self.events.publish(EnvelopeLeft(
+            command.message_id, command.next_hop, command.msg_type, command.purpose, Transport.stream, sent.path,
+            sent.left_ns, len(command.wire),
         ))  # fmt: skip
+        self._carry_out(self.runtime.transmitted(command.token, time.monotonic()))
 
     def _transport_event(self, event: TransportEvent) -> None:
+        now = time.monotonic()
+        if isinstance(event, PeerConnected):
+            self._carry_out(self.runtime.peer_connected(event.peer, now))
+        elif isinstance(event, FrameRefused):
+            sent = self._streams.pop((event.connection, event.stream_id), None)
+            message_id = "" if sent is None else sent[0]
+            self._carry_out(self.runtime.refused_by_peer(message_id, event.peer, FrameRefusal(event.refusal), now))
         self.events.publish(event)
 
+    # -- time -----------------------------------------------------------------------------------
+
+    def _set_timer(self) -> None:
+        """Wake at the runtime's next deadline (a timer already set for earlier stays)."""
+        deadline = None if self._closed else self.runtime.next_deadline()
+        current = self._timer_deadline
+        if deadline == current or (deadline is not None and current is not None and current <= deadline):
+            return
+        if self._timer is not None:
+            self._timer.cancel()
+            self._timer = None
+        self._timer_deadline = deadline
+        if deadline is not None:
+            loop = asyncio.get_running_loop()
+            self._timer = loop.call_later(max(0.0, deadline - time.monotonic()), self._on_timer)
+
+    def _on_timer(self) -> None:
+        self._timer = None
+        self._timer_deadline = None
+        self._carry_out(self.runtime.handle_timer(time.monotonic()))
+
     async def close(self) -> None:
+        self._closed = True
+        if self._timer is not None:
+            self._timer.cancel()
+            self._timer = None
+        for task in list(self._sending):
+            task.cancel()
+        if self._sending:
+            await asyncio.gather(*self._sending, return_exceptions=True)
+        self._room.set()
+        self._inbox_ready.set()
         await self.endpoint.close()
+
+
+def _received_message(inbound: InboundMessage) -> ReceivedMessage:
+    frame = inbound.frame
+    envelope = inbound.envelope
+    return ReceivedMessage(
+        envelope, inbound.plaintext, NodeId(bytes.fromhex(envelope.sender)), frame.peer, frame.connection,
+        frame.transport, frame.path, time.monotonic_ns(), round(frame.arrived_at_s * 1e9), inbound.from_backup,
+    )  # fmt: skip
+
+
+def _frame_of(message: ReceivedMessage) -> Received:
+    return Received(
+        message.peer, message.connection, b"", message.transport, message.path, message.arrived_ns / 1e9, None
+    )
+

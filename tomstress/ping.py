@@ -18,8 +18,10 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from tomproto.addresses import format_host_port
+from tomproto.errors import Backpressure
 from tomproto.identity import NodeId
-from tomproto.node import Node, ReceivedMessage
+from tomproto.node import EnvelopeLeft, Node, ReceivedMessage
+from tomproto.sealing import new_message_id
 from tomproto.transport import Path, PathChanged, PeerConnected, PeerDisconnected, Transport, TransportError
 from tomproto.wire.envelope import MessageType
 from tomstress.archive import Archive
@@ -79,6 +81,7 @@ class PingRun:
     tracker: ProbeTracker = field(init=False)
     observations: PingObservations = field(default_factory=PingObservations)
     _tasks: set[asyncio.Task[None]] = field(default_factory=set)
+    _probe_ids: dict[str, tuple[int, int]] = field(default_factory=dict)  # message id -> seq, clock start
 
     def __post_init__(self) -> None:
         self.tracker = ProbeTracker(self.run_id, self.config.timeout_s)
@@ -87,7 +90,11 @@ class PingRun:
         return self.archive.t_of(monotonic_s)
 
     async def run(self) -> dict[str, Any]:
+        # The responder's replies come at the probe rate: it gets a budget above the anonymous one.
+        rate = 2.0 / self.config.interval_s + 20.0
+        self.node.grant(self.config.peer, rate, 2 * rate + 100, 24 * 3600.0)
         messages = self.node.events.subscribe(self._on_message, ReceivedMessage)
+        departures = self.node.events.subscribe(self._on_left, EnvelopeLeft)
         transport_events = self.node.events.subscribe(
             self._on_transport_event, PathChanged, PeerConnected, PeerDisconnected
         )
@@ -100,6 +107,7 @@ class PingRun:
         finally:
             lag.stop()
             messages.close()
+            departures.close()
             transport_events.close()
             self._note_connection()
             for task in self._tasks:
@@ -177,23 +185,40 @@ class PingRun:
         try:
             if config.transport is Transport.datagram:
                 sealed = self.node.seal_datagram(config.peer, MessageType.Chat, encode_probe(probe))
+                record.wire_size = len(sealed.wire)
+                # asyncio.timeout, not wait_for: the send runs in this task, so nothing (a fast
+                # reply included) can run between the packet leaving and the path being noted.
+                async with asyncio.timeout(config.timeout_s):
+                    sent = await self.node.send_datagram(config.peer, sealed, address=config.address)
+                self._left(record, sent.path, sent.left_ns, sent_ns)
             else:
-                sealed = self.node.seal(config.peer, MessageType.Chat, encode_probe(probe))
-            record.wire_size = len(sealed.wire)
-            # asyncio.timeout, not wait_for: the send runs in this task, so nothing (a fast reply
-            # included) can run between the packet leaving and the path being noted.
-            async with asyncio.timeout(config.timeout_s):
-                sent = await self.node.send(config.peer, sealed, address=config.address, transport=config.transport)
-        except (TransportError, TimeoutError) as error:
+                # A routed, acknowledged message: its departure comes back as an EnvelopeLeft.
+                message_id = new_message_id()
+                self._probe_ids[message_id] = (seq, sent_ns)
+                self.node.send_message_nowait(config.peer, encode_probe(probe), address=config.address,
+                                              message_id=message_id)  # fmt: skip
+        except (TransportError, TimeoutError, Backpressure) as error:
             message = str(error) or "send timed out"
             self._archive_probe(self.tracker.send_failed(seq, sent_s, message))
             return
-        record.path_sent = sent.path
-        if sent.left_ns is not None:  # else it waits for flow control: no figure
-            record.send_stack_s = (sent.left_ns - sent_ns) / 1e9
+
+    def _on_left(self, event: EnvelopeLeft) -> None:
+        probe = self._probe_ids.pop(event.message_id, None)
+        if probe is None:
+            return
+        seq, sent_ns = probe
+        record = self.tracker.records.get(seq)
+        if record is not None:
+            self._left(record, event.path, event.left_ns, sent_ns)
+            record.wire_size = event.wire_bytes
+
+    def _left(self, record: ProbeRecord, path: Path, left_ns: int | None, sent_ns: int) -> None:
+        record.path_sent = path
+        if left_ns is not None:  # else it waits for flow control: no figure
+            record.send_stack_s = (left_ns - sent_ns) / 1e9
 
     def _on_message(self, message: ReceivedMessage) -> None:
-        reply = parse_reply(message.opened.plaintext)
+        reply = parse_reply(message.plaintext)
         if reply is None:
             self.observations.not_a_reply += 1
             return

@@ -188,6 +188,22 @@ class Endpoint(asyncio.DatagramProtocol):
             await event.wait()
         return self._send(handle, data, Transport.stream)
 
+    def send_frame_now(self, peer: NodeId, data: bytes, *, urgent: bool = False) -> Sent | None:
+        """Send one envelope on the usable connection to `peer` at once, without waiting: None
+        when there is no such connection or (unless `urgent`) it has too many streams open. An
+        urgent frame (an acknowledgement) does not wait behind back-pressure, which it would
+        otherwise deadlock; it is refused with ConnectionBusy past `max_reply_streams`."""
+        handle = self.core.connection_to(peer)
+        if handle is None or self._closed:
+            return None
+        if urgent:
+            open_streams = self.core.open_streams(handle)
+            if open_streams >= self.settings.max_reply_streams:
+                raise ConnectionBusy(f"{open_streams} streams to that peer are still open")
+        elif not self.core.writable(handle):
+            return None
+        return self._send(handle, data, Transport.stream)
+
     async def send_datagram(self, peer: NodeId, data: bytes, address: Address | None = None) -> Sent:
         handle = await self._usable(peer, address)
         return self._send(handle, data, Transport.datagram)

@@ -26,7 +26,6 @@ from typing import Any
 from tomproto.identity import Identity, NodeId
 from tomproto.node import Node
 from tomproto.transport import Transport, TransportError
-from tomproto.wire.envelope import MessageType
 from tomstress.archive import Archive
 from tomstress.ping import PingConfig, PingRun
 from tomstress.probe import Probe, encode_probe
@@ -80,11 +79,10 @@ async def _blast(peer: NodeId, port: int, size: int, seconds: float) -> int:
     sent = 0
     try:
         plaintext = encode_probe(Probe("0" * 16, "load", 0, 0, 0, size))
-        sealed = node.seal(peer, MessageType.Chat, plaintext)  # one envelope, resent: the load is I/O
         deadline = time.monotonic() + seconds
         while time.monotonic() < deadline:
             try:
-                await asyncio.wait_for(node.send(peer, sealed, address=(LOOPBACK, port)), 5)
+                await asyncio.wait_for(node.send_message(peer, plaintext, address=(LOOPBACK, port)), 5)
             except (TimeoutError, TransportError):
                 await asyncio.sleep(0.05)
                 continue

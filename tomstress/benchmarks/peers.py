@@ -24,7 +24,6 @@ from aioquic.quic import events
 from tomproto.core.quic import TransportSettings, quic_configuration
 from tomproto.identity import Identity
 from tomproto.node import Node, ReceivedMessage
-from tomproto.wire.envelope import MessageType
 from tomstress.responder import Responder
 
 REPORT_REQUEST = b"REPORT"
@@ -62,10 +61,10 @@ class Sink:
         self.last_ns = 0
 
     def on_message(self, message: ReceivedMessage) -> None:
-        if message.opened.plaintext == REPORT_REQUEST:
+        if message.plaintext == REPORT_REQUEST:
             report = json.dumps({"count": self.count, "first_ns": self.first_ns, "last_ns": self.last_ns})
             assert self.node is not None  # noqa: S101
-            self.node.reply(message, self.node.seal(message.peer, MessageType.Chat, report.encode()))
+            self.node.send_message_nowait(message.sender, report.encode())
             return
         if self.count == 0:
             self.first_ns = message.received_ns

@@ -125,18 +125,18 @@ async def _oneway_rate(node: Node, sink: NodeId, port: int, count: int) -> dict[
     await node.endpoint.connect(sink, (LOOPBACK, port))
     started = time.perf_counter()
     for index in range(count):
-        await node.send(sink, node.seal(sink, MessageType.Chat, plaintext))
+        await node.send_message(sink, plaintext)
         if index % 64 == 0:
             await asyncio.sleep(0)  # let acknowledgements in
     send_s = time.perf_counter() - started
     reports: asyncio.Queue[dict[str, Any]] = asyncio.Queue()
     subscription = node.events.subscribe(
-        lambda message: reports.put_nowait(json.loads(message.opened.plaintext)), ReceivedMessage
+        lambda message: reports.put_nowait(json.loads(message.plaintext)), ReceivedMessage
     )
     report: dict[str, Any] = {"count": 0}
     deadline = time.monotonic() + 60
     while report["count"] < count and time.monotonic() < deadline:
-        await node.send(sink, node.seal(sink, MessageType.Chat, REPORT_REQUEST))
+        await node.send_message(sink, REPORT_REQUEST)
         report = await asyncio.wait_for(reports.get(), 30)
         if report["count"] < count:
             await asyncio.sleep(0.2)  # not all opened yet: ask again

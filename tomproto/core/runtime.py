@@ -302,7 +302,8 @@ class Runtime:
                 heapq.heappush(self._retries, (now + delay, record.message_id))
             elif record.status is DeliveryStatus.pending:
                 self.backups.keep_own(record, now, out)
-            # else: it left once already; its delivery deadline decides
+            else:  # it left once already: a resend that could not leave waits out a deadline of its own
+                self.tracker.gave_up(record, now)
         self._pump(tx.next_hop, out)
         return out
 

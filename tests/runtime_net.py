@@ -16,6 +16,7 @@ import random
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
+from tomproto.core.delivery import DeliveryStatus
 from tomproto.core.paths import Path, Transport
 from tomproto.core.runtime import Runtime, RuntimeOutput, RuntimeSettings
 from tomproto.core.runtime_events import (
@@ -105,6 +106,11 @@ class Net:
     def rt(self, name: str) -> Runtime:
         return self.nodes[name].runtime
 
+    def status(self, name: str, message_id: str) -> DeliveryStatus | None:
+        """What `name`'s tracker says of its message now (None: not tracked, or forgotten)."""
+        record = self.rt(name).tracker.get(message_id)
+        return None if record is None else record.status
+
     # -- the driver -------------------------------------------------------------------------------
 
     def carry_out(self, name: str, outputs: list[RuntimeOutput]) -> list[RuntimeOutput]:
@@ -161,9 +167,12 @@ class Net:
                 continue
             self.inject(self.by_id[sent.command.next_hop], source, sent.wire)
 
-    def send(self, source: str, to: str, payload: bytes, *, via: tuple[str, ...] = (), **kwargs: object) -> str:
+    def send(
+        self, source: str, to: str, payload: bytes, *, via: tuple[str, ...] = (),
+        msg_type: MessageType = MessageType.Chat,
+    ) -> str:  # fmt: skip
         relays = tuple(self.nodes[hop].id for hop in via)
-        message_id, outputs = self.rt(source).send(self.nodes[to].id, payload, self.now, via=relays, **kwargs)  # type: ignore[arg-type]
+        message_id, outputs = self.rt(source).send(self.nodes[to].id, payload, self.now, via=relays, msg_type=msg_type)
         self.carry_out(source, outputs)
         return message_id
 

@@ -10,7 +10,8 @@ Rules it enforces (spec/protocol.md §7, with our decisions):
   when the recipient comes back Online, and otherwise every 5 s doubling to 60 s; the recipient
   checks the inner envelope as if it came directly, delivers it once (its dedup holds across
   holders, for as long as the backup could live), ACKs the original sender and confirms to the
-  holder (BackupConfirmDelivery), which then drops its entry; so does the sender on the ACK;
+  holder (BackupConfirmDelivery), which then drops its entry (a confirmation from anyone else is
+  refused); so does the sender on the ACK;
 - a peer asking for its messages (BackupQuery naming itself) gets them at once;
 - an entry that expires or is evicted is reported (BackupExpired); our own message then fails.
 """
@@ -163,8 +164,10 @@ class BackupExchange:
             if msg_type is MessageType.BackupReplicateAck:
                 self._replica_kept(sender, decode(envelope.payload, BackupReplicateAckPayload).message_id, now, out)
             elif msg_type is MessageType.BackupConfirmDelivery:
-                for message_id in decode(envelope.payload, BackupMessageIdsPayload).message_ids:
-                    self._confirmed(sender, message_id, now, out)
+                message_ids = decode(envelope.payload, BackupMessageIdsPayload).message_ids
+                if [message_id for message_id in message_ids if not self._confirmed(sender, message_id, now, out)]:
+                    return self.runtime.refuse(RefusalReason.backup_refused, frame, envelope,
+                                               "only its recipient confirms a delivery", now, out)  # fmt: skip
             elif msg_type is MessageType.BackupQuery:
                 asked_for = decode(envelope.payload, BackupQueryPayload).recipient_id
                 for entry in self.store.for_recipient(sender) if asked_for == envelope.sender else []:
@@ -238,11 +241,15 @@ class BackupExchange:
             entry.replicated_to.add(holder)
             out.append(BackupReplicated(message_id, holder, now))
 
-    def _confirmed(self, recipient: NodeId, message_id: str, now: float, out: list[RuntimeOutput]) -> None:
+    def _confirmed(self, recipient: NodeId, message_id: str, now: float, out: list[RuntimeOutput]) -> bool:
+        """False: a confirmation of an entry for someone else (only the recipient confirms)."""
         entry = self.store.get(message_id)
-        if entry is None or entry.recipient != recipient:
-            return  # only the recipient can confirm its own messages
+        if entry is None:
+            return True  # confirmed already (or never ours): nothing to do
+        if entry.recipient != recipient:
+            return False
         self.store.remove(message_id)
         out.append(BackupDelivered(message_id, recipient, now))
         if not entry.replica:
             self.runtime.advance(message_id, DeliveryStatus.delivered, now, out)
+        return True

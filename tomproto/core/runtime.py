@@ -302,7 +302,8 @@ class Runtime:
                 heapq.heappush(self._retries, (now + delay, record.message_id))
             elif record.status is DeliveryStatus.pending:
                 self.backups.keep_own(record, now, out)
-            # else: it left once already; its delivery deadline decides
+            else:  # it left once already: a resend that could not leave waits out a deadline of its own
+                self.tracker.gave_up(record, now)
         self._pump(tx.next_hop, out)
         return out
 
@@ -477,10 +478,11 @@ class Runtime:
 
     def deliver(
         self, envelope: Envelope, sender: NodeId, frame: Received, now: float, out: list[RuntimeOutput],
-        *, holder: NodeId | None = None, remember_until_s: float | None = None,
+        *, holder: NodeId | None = None, remember_until_s: float | None = None, from_held: bool = False,
     ) -> Disposition:  # fmt: skip
         """Deliver a message addressed to us once: into the inbox and ACKed, or a duplicate
-        re-ACKed, or held (un-released) while the inbox is full."""
+        re-ACKed, or held (un-released) while the inbox is full or earlier frames wait
+        (`from_held`: the oldest waiting frame itself, whose turn it is)."""
         key = f"{envelope.id}:{envelope.sender}"
         reliable = frame.transport is Transport.stream
         if self._delivered.contains(key, now):
@@ -494,7 +496,7 @@ class Runtime:
         if not reliable:
             if not self._inbox_has_room(len(envelope.payload)):
                 return self.refuse(RefusalReason.inbox_full, frame, envelope, "a datagram cannot wait", now, out)
-        elif self._held or not self._inbox_has_room(len(envelope.payload)):
+        elif (self._held and not from_held) or not self._inbox_has_room(len(envelope.payload)):
             return self._hold(_Held(envelope, frame, holder, remember_until_s), frame, now, out)
         try:
             opened = open_verified(self.identity, envelope)
@@ -538,7 +540,8 @@ class Runtime:
             held = self._held.popleft()
             sender = NodeId(bytes.fromhex(held.envelope.sender))
             disposition = self.deliver(
-                held.envelope, sender, held.frame, now, out, holder=held.holder, remember_until_s=held.remember_until_s
+                held.envelope, sender, held.frame, now, out, holder=held.holder, remember_until_s=held.remember_until_s,
+                from_held=True,
             )
             if disposition is _HELD:  # cannot happen: there was room
                 break

@@ -1,11 +1,11 @@
 """Memory of what was already seen, so that nothing reaches the application twice.
 
 Rules it enforces (spec/protocol.md §5, §7):
-- a delivered message is remembered by `id:from` for 10 minutes, and at least as long as an
-  envelope with its timestamp would still be accepted as fresh (so a replay after the entry
-  expired is refused as stale instead of delivered again);
-- a message delivered from a backup is remembered until that backup could have expired (24 h at
-  most): replicas held by other peers may deliver it again hours later;
+- a delivered message is remembered by `id:from` until 24 h after its timestamp (10 minutes at
+  least): as long as a backup of it could still be delivered, by its sender or by any peer
+  that saw it and wraps it in a BackupDeliver; a direct envelope must be fresh (minutes) anyway;
+- past capacity, the table says how far back it has forgotten (`forgotten_until`), so that an
+  older message can be refused as stale instead of delivered again;
 - an ACK or read receipt is applied once per `original_id:from:type` for 5 minutes;
 - encrypted payloads are remembered by nonce (the last 50 000), so a sender that reuses one
   under a new id is caught;
@@ -17,7 +17,10 @@ from __future__ import annotations
 import heapq
 from collections import OrderedDict
 
-__all__ = ["ExpiringSet", "RecentSet"]
+__all__ = ["ExpiringSet", "RecentSet", "Key"]
+
+
+Key = str | bytes  # one kind per table: the heap orders entries of equal expiry by key
 
 
 class ExpiringSet:
@@ -25,8 +28,11 @@ class ExpiringSet:
 
     def __init__(self, capacity: int) -> None:
         self.capacity = capacity
-        self._expiry: dict[str, float] = {}
-        self._heap: list[tuple[float, str]] = []  # lazy: an entry whose expiry moved is skipped
+        self._expiry: dict[Key, float] = {}
+        self._heap: list[tuple[float, Key]] = []  # lazy: an entry whose expiry moved is skipped
+        # The latest expiry of an entry pushed out by capacity: anything that would expire by
+        # then may have been forgotten early.
+        self.forgotten_until = float("-inf")
 
     def __len__(self) -> int:
         return len(self._expiry)
@@ -34,11 +40,11 @@ class ExpiringSet:
     def __contains__(self, key: object) -> bool:
         return key in self._expiry
 
-    def contains(self, key: str, now: float) -> bool:
+    def contains(self, key: Key, now: float) -> bool:
         expiry = self._expiry.get(key)
         return expiry is not None and expiry > now
 
-    def add(self, key: str, until: float, now: float) -> None:
+    def add(self, key: Key, until: float, now: float) -> None:
         """Remember `key` until `until` (never shortening a longer memory of it)."""
         self.expire(now)
         current = self._expiry.get(key)
@@ -47,7 +53,7 @@ class ExpiringSet:
         self._expiry[key] = until
         heapq.heappush(self._heap, (until, key))
         while len(self._expiry) > self.capacity:
-            self._pop_earliest()
+            self.forgotten_until = max(self.forgotten_until, self._pop_earliest())
 
     def expire(self, now: float) -> None:
         heap = self._heap
@@ -60,12 +66,14 @@ class ExpiringSet:
             heapq.heappop(heap)
         return heap[0][0] if heap else None
 
-    def _pop_earliest(self) -> None:
+    def _pop_earliest(self) -> float:
+        """Forget the entry closest to expiring; its expiry."""
         while self._heap:
             until, key = heapq.heappop(self._heap)
             if self._expiry.get(key) == until:
                 del self._expiry[key]
-                return
+                return until
+        return float("-inf")
 
 
 class RecentSet:

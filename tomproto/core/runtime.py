@@ -30,6 +30,7 @@ Rules it enforces (spec/protocol.md §5 and §7, with our decisions):
 from __future__ import annotations
 
 import dataclasses
+import hashlib
 import heapq
 from collections import Counter, deque
 from collections.abc import Callable
@@ -85,6 +86,8 @@ NONCE_MEMORY = 50_000
 TRANSPORT_RETRY_DELAYS_S = (0.5, 1.0)  # the second and third transport attempts
 HEARTBEAT_CHECK_S = 1.0
 MAX_ANNOUNCED_RELAYS = 1024
+ANNOUNCE_MAX_AGE_S = 3600.0  # spec §5b: a PeerAnnounce is accepted up to 1 h old...
+ANNOUNCE_MAX_AHEAD_S = 300.0  # ...and 5 min in the future
 
 RuntimeOutput = RuntimeCommand | RuntimeEvent
 
@@ -101,6 +104,9 @@ class RuntimeSettings:
     max_clock_ahead_s: float = 300.0
     heartbeat_interval_s: float = 10.0
     relays: frozenset[NodeId] = frozenset()  # peers known to have the Relay role
+    # Deliveries remembered (24 h each, ~120 bytes): past this, the oldest are forgotten and a
+    # backup older than them is refused as stale.
+    dedup_capacity: int = 100_000
     backup: bool = True
     backup_ttl_s: float = MAX_BACKUP_TTL_S
     accept_replicas: bool = True
@@ -169,7 +175,7 @@ class Runtime:
         self.spam = SpamGuard()
         self.store = BackupStore()
         self.backups = BackupExchange(self)
-        self._delivered = ExpiringSet(capacity=200_000)
+        self._delivered = ExpiringSet(capacity=settings.dedup_capacity)
         self._acks_seen = ExpiringSet(capacity=200_000)
         self._nonces = RecentSet(NONCE_MEMORY)
         self._inbox: deque[InboundMessage] = deque()
@@ -181,6 +187,7 @@ class Runtime:
         self._in_transit: Counter[NodeId] = Counter()
         self._retries: list[tuple[float, str]] = []
         self._last_sent_to: dict[NodeId, float] = {}
+        self._linked: dict[NodeId, None] = {}  # peers heard on a link of our own (not via a relay)
         self._next_heartbeat_check = now + HEARTBEAT_CHECK_S
         self._announced_relays: dict[NodeId, None] = {}
         self._senders_waiting = False
@@ -357,6 +364,7 @@ class Runtime:
             self.refuse(RefusalReason.throttled, frame, envelope, "over its budget", now, out)
             return FrameRefusal.throttled
         self.counters.received[envelope.msg_type.value] += 1
+        self._linked[frame.peer] = None
         self.heard_from(frame.peer, now, out)
         if sender != frame.peer:
             self.heard_from(sender, now, out)
@@ -395,6 +403,7 @@ class Runtime:
     def peer_connected(self, peer: NodeId, now: float) -> list[RuntimeOutput]:
         """The transport has a connection with `peer`: it is alive."""
         out: list[RuntimeOutput] = []
+        self._linked[peer] = None
         self.heard_from(peer, now, out)
         return out
 
@@ -460,6 +469,9 @@ class Runtime:
             announce = decode(envelope.payload, PeerAnnounce)
         except DecodeError as error:
             return self.refuse(RefusalReason.bad_payload, frame, envelope, str(error), now, out)
+        age_s = (self.wall_ms(now) - announce.timestamp_ms) / 1000
+        if age_s > ANNOUNCE_MAX_AGE_S or -age_s > ANNOUNCE_MAX_AHEAD_S:
+            return self.refuse(RefusalReason.stale, frame, envelope, f"announced {age_s:.0f} s ago", now, out)
         if announce.node_id == envelope.sender and NodeRole.Relay in announce.roles:
             self._announced_relays[sender] = None
             if len(self._announced_relays) > MAX_ANNOUNCED_RELAYS:
@@ -483,7 +495,7 @@ class Runtime:
         """Deliver a message addressed to us once: into the inbox and ACKed, or a duplicate
         re-ACKed, or held (un-released) while the inbox is full or earlier frames wait
         (`from_held`: the oldest waiting frame itself, whose turn it is)."""
-        key = f"{envelope.id}:{envelope.sender}"
+        key = _delivery_key(envelope)
         reliable = frame.transport is Transport.stream
         if self._delivered.contains(key, now):
             self.counters.duplicates += 1
@@ -504,12 +516,10 @@ class Runtime:
             return self.refuse(RefusalReason(refused.reason.value), frame, envelope, str(refused), now, out)
         if opened.nonce is not None and not self._nonces.add(opened.nonce):
             return self.refuse(RefusalReason.replayed_nonce, frame, envelope, "nonce seen before", now, out)
-        wall_s = self.wall_ms(now) / 1000
-        fresh_until_s = now + envelope.timestamp_ms / 1000 + self.settings.max_envelope_age_s - wall_s
-        until = max(now + DEDUP_TTL_S, fresh_until_s, remember_until_s or 0.0)
+        until = max(self.remembered_until(envelope, now), remember_until_s or 0.0)
         self._delivered.add(key, until, now)
         self._inbox.append(InboundMessage(envelope, opened.plaintext, frame, holder))
-        self._inbox_bytes += len(opened.plaintext)
+        self._inbox_bytes += len(envelope.payload)  # the size the room check used
         self.counters.delivered += 1
         out.append(MessagesWaiting())
         if reliable and envelope.msg_type not in UNACKED_TYPES:
@@ -517,6 +527,17 @@ class Runtime:
         if holder is not None:
             self.backups.confirm(holder, envelope.id, now, out)
         return None
+
+    def remembered_until(self, envelope: Envelope, now: float) -> float:
+        """Until when a delivery of `envelope` is remembered: as long as a backup of it could
+        be delivered (24 h after its timestamp), 10 minutes at least."""
+        wall_s = self.wall_ms(now) / 1000
+        return max(now + DEDUP_TTL_S, now + envelope.timestamp_ms / 1000 + MAX_BACKUP_TTL_S - wall_s)
+
+    def forgotten(self, envelope: Envelope, now: float) -> bool:
+        """Whether a delivery of `envelope` may have been forgotten already (the table overflowed
+        past it): it can no longer be told from a replay."""
+        return self.remembered_until(envelope, now) <= self._delivered.forgotten_until
 
     def _hold(self, held: _Held, frame: Received, now: float, out: list[RuntimeOutput]) -> Disposition:
         if len(self._held) >= self.settings.max_held_frames:
@@ -535,7 +556,7 @@ class Runtime:
         if not self._inbox:
             return None, out
         message = self._inbox.popleft()
-        self._inbox_bytes -= len(message.plaintext)
+        self._inbox_bytes -= len(message.envelope.payload)
         while self._held and self._inbox_has_room(len(self._held[0].envelope.payload)):
             held = self._held.popleft()
             sender = NodeId(bytes.fromhex(held.envelope.sender))
@@ -595,7 +616,7 @@ class Runtime:
         if envelope.ttl == 0:
             return self.refuse(RefusalReason.ttl_exhausted, frame, envelope, "no hop left", now, out)
         if next_hop_hex == self._me_hex or next_hop_hex == frame.peer.hex:
-            return self.refuse(RefusalReason.via_too_long, frame, envelope, "the route loops", now, out)
+            return self.refuse(RefusalReason.route_loops, frame, envelope, "the next hop is us or the sender", now, out)
         wire = encode_envelope(dataclasses.replace(envelope, ttl=envelope.ttl - 1))
         next_hop = NodeId(bytes.fromhex(next_hop_hex))
         self.transmit(next_hop, wire, envelope.id, envelope.msg_type, Purpose.forward, out)
@@ -655,9 +676,16 @@ class Runtime:
         us Online too (and learns it can deliver what it holds for us)."""
         interval = self.settings.heartbeat_interval_s
         for peer in self.liveness.online():
-            if now - self._last_sent_to.get(peer, float("-inf")) >= interval:
+            if peer in self._linked and now - self._last_sent_to.get(peer, float("-inf")) >= interval:
                 self._last_sent_to[peer] = now
                 heartbeat, wire = self.seal(peer, MessageType.Heartbeat, b"", now, encrypt=False)
                 self.transmit(peer, wire, heartbeat.id, MessageType.Heartbeat, Purpose.heartbeat, out)
-        if len(self._last_sent_to) > 2 * self.liveness.max_peers:
+        if len(self._last_sent_to) + len(self._linked) > 2 * self.liveness.max_peers:
             self._last_sent_to = {p: t for p, t in self._last_sent_to.items() if self.liveness.status(p) is not None}
+            self._linked = {p: None for p in self._linked if self.liveness.status(p) is not None}
+
+
+def _delivery_key(envelope: Envelope) -> bytes:
+    """`id:from`, digested: 16 bytes instead of a 101-character string, for a table that
+    remembers a day of deliveries."""
+    return hashlib.blake2b(f"{envelope.id}:{envelope.sender}".encode(), digest_size=16).digest()

@@ -150,6 +150,7 @@ class RefusalReason(enum.StrEnum):
     from_the_future = "from_the_future"
     via_too_long = "via_too_long"
     ttl_exhausted = "ttl_exhausted"
+    route_loops = "route_loops"  # the next hop would be ourselves or the peer it came from
     replayed_nonce = "replayed_nonce"
     forged_ack = "forged_ack"  # an ACK from a peer that has nothing to acknowledge
     bad_payload = "bad_payload"  # an ACK, receipt or backup payload that does not parse

@@ -80,6 +80,8 @@ MAX_FOLLOW_UPS = 1024
 
 
 class Responder:
+    capabilities: tuple[str, ...] = CAPABILITIES  # what the Welcome says this responder does
+
     def __init__(self, policy: CampaignPolicy | None = None) -> None:
         self.node: Node | None = None
         self.policy = policy or CampaignPolicy()
@@ -122,13 +124,13 @@ class Responder:
         if peer not in self.campaigns and self.active_campaigns(now) >= policy.max_campaigns:
             self.counts["campaigns_refused"] += 1
             served = len(self.campaigns)
-            return Welcome(__version__, CAPABILITIES, False, None,
+            return Welcome(__version__, self.capabilities, False, None,
                            f"serving {served} campaign{'s' if served != 1 else ''} already "
                            f"(--max-campaigns {policy.max_campaigns}); try again later")  # fmt: skip
         if policy.budget is None:
             self.campaigns[peer] = now + DEFAULT_MAX_GRANT_S
             self.counts["campaigns_granted"] += 1
-            return Welcome(__version__, CAPABILITIES, True, None,
+            return Welcome(__version__, self.capabilities, True, None,
                            "this responder grants no budget (--no-budget): the campaign is held to the "
                            "anonymous anti-spam bucket (10 msg/s, bursts of 20)")  # fmt: skip
         asked, cap = hello.budget, policy.budget
@@ -136,10 +138,10 @@ class Responder:
                          min(asked.duration_s, cap.duration_s))  # fmt: skip
         if granted.rate_per_s <= 0 or granted.burst < 1 or granted.duration_s <= 0:
             self.counts["campaigns_refused"] += 1
-            return Welcome(__version__, CAPABILITIES, False, None, f"the budget asked for is empty: {asked}")
+            return Welcome(__version__, self.capabilities, False, None, f"the budget asked for is empty: {asked}")
         if not node.grant(peer, granted.rate_per_s, granted.burst, granted.duration_s):
             self.counts["campaigns_refused"] += 1
-            return Welcome(__version__, CAPABILITIES, False, None, "the node's table of grants is full")
+            return Welcome(__version__, self.capabilities, False, None, "the node's table of grants is full")
         self.campaigns[peer] = now + granted.duration_s
         self.counts["campaigns_granted"] += 1
         reason = ""
@@ -147,7 +149,7 @@ class Responder:
             self.counts["campaigns_capped"] += 1
             reason = (f"capped to this responder's --campaign-budget {cap.rate_per_s:g}/{cap.burst:g} "
                       f"for at most {cap.duration_s:g} s")  # fmt: skip
-        return Welcome(__version__, CAPABILITIES, True, granted, reason)
+        return Welcome(__version__, self.capabilities, True, granted, reason)
 
     def _campaign_gone(self, event: PeerDisconnected) -> None:
         if event.peer is not None and self.campaigns.pop(event.peer, None) is not None and self.node is not None:

@@ -34,7 +34,7 @@ from tomstress.probe import (
     parse_reply,
     parse_welcome,
 )
-from tomstress.responder import Responder
+from tomstress.responder import CampaignPolicy, Responder
 
 BOUND_S = 30.0
 BURST = 300
@@ -218,3 +218,33 @@ def test_past_max_campaigns_the_next_campaign_is_refused_with_the_reason(tmp_pat
     assert summary["hello"]["welcome"]["accepted"] is True
     assert final["counts"]["campaigns_granted"] == 1 and final["counts"]["campaigns_refused"] == 1, final
     assert final["refused"].get("throttled", 0) == 0, final
+
+
+def test_a_campaign_slot_is_freed_when_its_node_goes_and_a_large_request_is_capped() -> None:
+    async def scenario() -> None:
+        policy = CampaignPolicy(Budget(100.0, 200.0, 3600.0), max_campaigns=1)
+        responder = await Responder.start(Identity.generate(), "127.0.0.1", 0, policy=policy)
+        try:
+            first_node = await Node.start(Identity.generate(), "127.0.0.1", 0)
+            first = await Client(first_node, responder).hello(Budget(5000.0, 10_000.0, 60.0))
+            assert first.accepted and first.budget == Budget(100.0, 200.0, 60.0) and "capped" in first.reason
+            second_node = await Node.start(Identity.generate(), "127.0.0.1", 0)
+            try:
+                refused = await Client(second_node, responder).hello(Budget(10.0, 20.0, 60.0))
+                assert not refused.accepted and refused.reason.startswith("serving 1 campaign already"), refused
+                await first_node.close()
+                await until(lambda: not responder.campaigns, "the first campaign's slot to be freed")
+                third_node = await Node.start(Identity.generate(), "127.0.0.1", 0)
+                try:
+                    third = await Client(third_node, responder).hello(Budget(10.0, 20.0, 60.0))
+                    assert third.accepted and third.budget == Budget(10.0, 20.0, 60.0) and third.reason == ""
+                finally:
+                    await third_node.close()
+            finally:
+                await second_node.close()
+            assert (responder.counts["campaigns_granted"], responder.counts["campaigns_refused"],
+                    responder.counts["campaigns_capped"]) == (2, 1, 1)  # fmt: skip
+        finally:
+            await responder.close()
+
+    run(scenario())

@@ -161,6 +161,10 @@ class Node:
         now = time.monotonic()
         return self.runtime.grant(peer, rate_per_s, burst, now + duration_s, now)
 
+    def revoke(self, peer: NodeId) -> None:
+        """End `peer`'s grant now (the campaign it was for is over)."""
+        self.runtime.revoke(peer)
+
     # -- sending --------------------------------------------------------------------------------
 
     def send_message_nowait(

@@ -4,6 +4,12 @@ The clock of a probe starts before the probe is built, encrypted, signed and sen
 the matching reply has been opened (spec/measurement.md §1): the RTT is the application's round
 trip, our own stack included. Sends run as tasks, so a slow send or a redial never delays the
 next slot (no coordinated omission).
+
+Between connecting and probing comes the capability hello (docs/design.md): the run says Hello,
+asking for a budget sized to its schedule, and probes only once the responder's Welcome grants it
+(or accepts it with no budget). A refusal, a Welcome that lacks a capability the run needs, or no
+Welcome at all (a responder older than the hello) end the run before its first probe, with the
+reason in the summary and the archive: never a loss figure.
 """
 
 from __future__ import annotations
@@ -18,21 +24,48 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from tomproto.addresses import format_host_port
+from tomproto.core.delivery import DeliveryStatus
+from tomproto.core.runtime_events import MessageStatusChanged
 from tomproto.errors import Backpressure
 from tomproto.identity import NodeId
 from tomproto.node import EnvelopeLeft, Node, ReceivedMessage
 from tomproto.sealing import new_message_id
 from tomproto.transport import Path, PathChanged, PeerConnected, PeerDisconnected, Transport, TransportError
 from tomproto.wire.envelope import MessageType
+from tomstress import __version__
 from tomstress.archive import Archive
 from tomstress.engine import Outcome, ProbeRecord, ProbeTracker, ReplyVerdict
-from tomstress.probe import FollowUp, Probe, encode_probe, parse_reply
+from tomstress.probe import (
+    CAP_DATAGRAM,
+    CAP_PROBE_V1,
+    CAP_RUNTIME_ACKS,
+    CAPABILITIES,
+    Budget,
+    FollowUp,
+    Hello,
+    Probe,
+    Welcome,
+    encode_hello,
+    encode_probe,
+    parse_reply,
+    parse_welcome,
+)
 from tomstress.selfcheck import LoopLagSampler
 from tomstress.summary import PingObservations, build_summary
 
-__all__ = ["PingConfig", "PingRun", "PHASE", "probes_for_duration"]
+__all__ = ["PingConfig", "PingRun", "PHASE", "probes_for_duration", "HELLO_WAIT_S", "TOO_OLD"]
 
 PHASE = "ping"
+
+HELLO_WAIT_S = 5.0  # the longest wait for the Welcome (or --timeout when shorter)
+# A responder answers Hello before the runtime ACKs it: an ACK with no Welcome this long after it
+# is a responder that does not know Hello (it counted it as not_a_probe).
+HELLO_ACK_GRACE_S = 1.0
+ANONYMOUS_RATE_PER_S = 10.0  # tomproto/core/antispam.py: what a peer without a grant may send us
+TOO_OLD = (
+    "responder too old: it did not answer the capability hello (it predates the Hello/Welcome exchange of "
+    f"tom-stress {__version__}); upgrade it"
+)
 
 
 @dataclass(frozen=True, slots=True)
@@ -83,18 +116,36 @@ class PingRun:
     _tasks: set[asyncio.Task[None]] = field(default_factory=set)
     _probe_ids: dict[str, tuple[int, int]] = field(default_factory=dict)  # message id -> seq, clock start
 
+    _welcome: Welcome | None = None
+    _hello_id: str | None = None
+    _hello_acked_s: float | None = None
+
     def __post_init__(self) -> None:
         self.tracker = ProbeTracker(self.run_id, self.config.timeout_s)
+
+    def budget(self) -> Budget:
+        """What the run asks of the responder, and grants it: its probes (or replies) and their
+        ACKs at the probe rate, with margin; for the whole schedule (a day when continuous)."""
+        config = self.config
+        rate = 2.0 / config.interval_s + 20.0
+        duration_s = 24 * 3600.0 if config.count is None else config.count * config.interval_s + config.timeout_s + 60
+        return Budget(rate, 2 * rate + 100, duration_s)
+
+    def required_capabilities(self) -> tuple[str, ...]:
+        if self.config.transport is Transport.datagram:
+            return (CAP_PROBE_V1, CAP_DATAGRAM)
+        return (CAP_PROBE_V1, CAP_RUNTIME_ACKS)
 
     def _t(self, monotonic_s: float) -> float:
         return self.archive.t_of(monotonic_s)
 
     async def run(self) -> dict[str, Any]:
         # The responder's replies come at the probe rate: it gets a budget above the anonymous one.
-        rate = 2.0 / self.config.interval_s + 20.0
-        self.node.grant(self.config.peer, rate, 2 * rate + 100, 24 * 3600.0)
+        budget = self.budget()
+        self.node.grant(self.config.peer, budget.rate_per_s, budget.burst, budget.duration_s)
         messages = self.node.events.subscribe(self._on_message, ReceivedMessage)
         departures = self.node.events.subscribe(self._on_left, EnvelopeLeft)
+        statuses = self.node.events.subscribe(self._on_status, MessageStatusChanged)
         transport_events = self.node.events.subscribe(
             self._on_transport_event, PathChanged, PeerConnected, PeerDisconnected
         )
@@ -102,12 +153,15 @@ class PingRun:
         lag.start()
         try:
             reached = await self._connect()
-            if reached:
+            if reached and await self._hello():
                 await self._probe()
+            elif reached:
+                self.observations.interrupted = self.stop.is_set()
         finally:
             lag.stop()
             messages.close()
             departures.close()
+            statuses.close()
             transport_events.close()
             self._note_connection()
             for task in self._tasks:
@@ -118,7 +172,9 @@ class PingRun:
             self._archive_probe(record)
         self.observations.loop_lags_ms = lag.samples_ms
         counters = self.node.endpoint.counters
-        return build_summary(self.config, self.run_id, self.tracker, self.observations, counters)
+        summary = build_summary(self.config, self.run_id, self.tracker, self.observations, counters)
+        summary["refused_by_peer"] = dict(self.node.counters.refused_by_peers)
+        return summary
 
     async def _connect(self) -> bool:
         started = time.monotonic()
@@ -141,6 +197,74 @@ class PingRun:
             **({"peer_addr": format_host_port(self.config.address)} if self.config.address else {}),
         )
         return True
+
+    async def _hello(self) -> bool:
+        """Say Hello and wait for the Welcome; True when the run may probe (else the reason is in
+        `observations.hello_error`, and in the archive)."""
+        config = self.config
+        asked = self.budget()
+        hello = Hello(__version__, CAPABILITIES, self.run_id, asked)
+        record: dict[str, Any] = {"version": __version__, "capabilities": list(CAPABILITIES),
+                                  "asked": asked.as_dict(), "welcome": None}  # fmt: skip
+        self.observations.hello = record
+        self._hello_id = new_message_id()
+        waited = time.monotonic()
+        try:
+            self.node.send_message_nowait(config.peer, encode_hello(hello), address=config.address,
+                                          message_id=self._hello_id)  # fmt: skip
+        except (TransportError, Backpressure) as error:
+            return self._hello_failed(record, f"cannot send the capability hello: {error}")
+        deadline = waited + min(config.timeout_s, HELLO_WAIT_S)
+        while self._welcome is None and not self.stop.is_set():
+            now = time.monotonic()
+            acked = self._hello_acked_s
+            if now >= deadline or (acked is not None and now >= acked + HELLO_ACK_GRACE_S):
+                break
+            await self._wait(min(0.02, deadline - now))
+        welcome = self._welcome
+        record["wait_ms"] = round((time.monotonic() - waited) * 1000, 3)
+        if welcome is None:
+            if self.stop.is_set():
+                return False
+            return self._hello_failed(record, TOO_OLD, "too_old")
+        record["welcome"] = {
+            "version": welcome.version,
+            "capabilities": list(welcome.capabilities),
+            "accepted": welcome.accepted,
+            "budget": None if welcome.budget is None else welcome.budget.as_dict(),
+            "reason": welcome.reason or None,
+        }
+        if not welcome.accepted:
+            return self._hello_failed(record, f"the responder refused the run: {welcome.reason}", "refused")
+        missing = [name for name in self.required_capabilities() if name not in welcome.capabilities]
+        if missing:
+            return self._hello_failed(
+                record,
+                f"the responder (tom-stress {welcome.version}) lacks the capability {', '.join(missing)} "
+                f"that a {config.transport} run needs",
+                "missing_capability",
+            )
+        probe_rate = 1.0 / config.interval_s
+        granted_rate = ANONYMOUS_RATE_PER_S if welcome.budget is None else welcome.budget.rate_per_s
+        if probe_rate > granted_rate:
+            record["warning"] = (
+                f"the responder grants {granted_rate:g} msg/s ({welcome.reason or 'its budget'}), below the probe "
+                f"rate of {probe_rate:g}/s: probes over it are refused (see refused_by_peer)"
+            )
+        self.archive.write("hello", **record)
+        return True
+
+    def _hello_failed(self, record: dict[str, Any], message: str, kind: str = "failed") -> bool:
+        record["error"] = message
+        record["error_kind"] = kind
+        self.observations.hello_error = message
+        self.archive.write("hello", **record)
+        self.archive.write("error", message=message)
+        return False
+
+    def _on_status(self, event: MessageStatusChanged) -> None:
+        if event.message_id == self._hello_id and event.status in (DeliveryStatus.delivered, DeliveryStatus.read):
+            self._hello_acked_s = time.monotonic()
 
     async def _probe(self) -> None:
         config = self.config
@@ -220,6 +344,10 @@ class PingRun:
     def _on_message(self, message: ReceivedMessage) -> None:
         reply = parse_reply(message.plaintext)
         if reply is None:
+            welcome = parse_welcome(message.plaintext)
+            if welcome is not None and message.sender == self.config.peer and self._welcome is None:
+                self._welcome = welcome
+                return
             self.observations.not_a_reply += 1
             return
         verdict, record = self.tracker.reply(reply.run_id, reply.seq, message.received_ns / 1e9, message.path)

@@ -140,6 +140,14 @@ def print_summary(summary: dict[str, Any], console: Console) -> None:
         console.print(Text(f"  self-check: {check['reason']}", style="yellow"))
     if summary.get("connect_error"):
         console.print(Text(f"  not reached: {summary['connect_error']}", style="red"))
+    welcome = (summary.get("hello") or {}).get("welcome")
+    if welcome and welcome.get("accepted"):
+        budget = welcome.get("budget")
+        granted = "no budget" if budget is None else f"{budget['rate_per_s']:g} msg/s, bursts of {budget['burst']:g}"
+        note = f" ({welcome['reason']})" if welcome.get("reason") else ""
+        console.print(f"  responder: tom-stress {welcome['version']}, granted {granted}{note}", highlight=False)
+    if summary.get("hello_error"):
+        console.print(Text(f"  not measured: {summary['hello_error']}", style="red"))
     if summary.get("archive_error"):
         console.print(Text(f"  archive NOT complete: {summary['archive_error']}", style="red"))
     console.print(f"  archive: {summary['archive']}", highlight=False)
@@ -188,5 +196,7 @@ def print_brief_summary(summary: dict[str, Any], console: Console) -> None:
     path_line = _path_line(summary)
     if path_line:
         console.print(path_line.strip(), highlight=False)
+    if summary.get("hello_error"):
+        console.print(f"not measured: {summary['hello_error']}", highlight=False)
     if summary.get("archive_error"):
         console.print(f"archive NOT complete: {summary['archive_error']}", highlight=False)

@@ -43,6 +43,8 @@ class PingObservations:
     initial_path: str | None = None
     path_timeline: list[tuple[float, str]] = field(default_factory=list)  # (monotonic s, path from then on)
     time_to_direct_s: float | None = None
+    hello: dict[str, Any] | None = None  # the capability hello: what we asked, the Welcome, any error
+    hello_error: str | None = None  # why the run never probed although the peer was reached
 
 
 def path_summary(observations: PingObservations, end_s: float | None) -> dict[str, Any]:
@@ -159,6 +161,8 @@ def build_summary(
         "transport": config.transport,
         "reached": reached,
         "connect_error": observations.connect_error,
+        "hello_error": observations.hello_error,
+        "hello": observations.hello,
         "handshake_ms": None if observations.handshake_ms is None else round(observations.handshake_ms, 3),
         "size": {"plaintext_bytes": config.size, "wire_bytes": max(wire_sizes) if wire_sizes else None},
         "duration_s": duration_s,

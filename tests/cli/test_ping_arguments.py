@@ -30,6 +30,7 @@ def tom_stress(*arguments: str) -> subprocess.CompletedProcess[str]:
     [
         (["--local", "--interval", "100"], "give a unit"),
         (["--local", "--timeout", "soon"], "invalid duration"),
+        (["--local", "--interval", "0.5ms"], "--interval must be at least 1ms"),
         (["--local", "--connect", NODE, "--target-addr", "127.0.0.1:1"], "either --local"),
         (["--connect", NODE], "--connect needs"),
         (["--connect", NODE.upper(), "--target-addr", "127.0.0.1:7400"], "lowercase"),

@@ -122,3 +122,20 @@ def test_server_help_lists_the_exit_codes(command: list[str], codes: str) -> Non
                             timeout=TIMEOUT_S, env={**os.environ, "COLUMNS": "250"})  # fmt: skip
     assert result.returncode == 0
     assert "Exit codes: 0 stopped" in result.stdout and codes in result.stdout
+
+
+@pytest.mark.parametrize(
+    ("arguments", "message"),
+    [
+        (["--max-campaigns", "0"], "error: --max-campaigns 0: give 1 or more"),
+        (["--campaign-budget", "fast"], "error: --campaign-budget 'fast': give RATE[/BURST]"),
+        (["--campaign-budget", "0"], "the rate must be above 0"),
+        (["--campaign-budget", "100/0.5"], "the burst must be at least 1"),
+        (["--campaign-budget", "100/x"], "give RATE[/BURST]"),
+    ],
+)
+def test_bad_campaign_flags_are_named_and_exit_2(arguments: list[str], message: str) -> None:
+    result = tom_stress("responder", "--listen", "127.0.0.1:0", "--quiet", *arguments)
+    assert result.returncode == 2, result.stderr
+    assert message in result.stderr
+    assert "Traceback" not in result.stderr

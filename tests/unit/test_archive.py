@@ -450,6 +450,17 @@ def write_realistic_archive(directory: Path) -> Path:
         )
         clocks.advance(0.412)
         archive.write("connected", handshake_ms=412.3, path="relay", peer_addr="203.0.113.7:4433")
+        budget = {"rate_per_s": 24.0, "burst": 148.0, "duration_s": 70.5}
+        archive.write(
+            "hello",
+            version="0.1.0",
+            capabilities=["probe-v1", "follow-up", "datagram", "runtime-acks", "budget"],
+            asked=budget,
+            welcome={"version": "0.1.0", "capabilities": ["probe-v1", "budget"], "accepted": True,
+                     "budget": {**budget, "rate_per_s": 20.0}, "reason": "capped to this responder's budget"},
+            wait_ms=21.6,
+            warning="the responder grants 20 msg/s, below the probe rate",
+        )  # fmt: skip
         clocks.advance(0.6)
         archive.write("probe", **{**probe(0, "ok", 48.2), "outcome": Outcome.OK})  # an Enum, as the engine has
         archive.write("duplicate", seq=0)

@@ -342,6 +342,10 @@ class Runtime:
     def grant(self, peer: NodeId, rate_per_s: float, burst: float, until_s: float, now: float) -> bool:
         return self.spam.grant(peer, rate_per_s, burst, until_s, now)
 
+    def revoke(self, peer: NodeId) -> None:
+        """End `peer`'s grant now: it is held to the anonymous bucket again."""
+        self.spam.revoke(peer)
+
     # -- receiving ------------------------------------------------------------------------------
 
     def receive(self, frame: Received, now: float) -> list[RuntimeOutput]:

@@ -20,7 +20,8 @@ EXIT_OUTPUT_FAILED = 4
 # Shown at the end of `--help` (typer's epilog; \b keeps the lines as they are).
 EXIT_CODES_HELP = (
     "\b\nExit codes: 0 done; 1 --max-loss exceeded; 2 usage or configuration error; 3 the peer was "
-    "never reached; 4 the archive could not be written (full disk, I/O error); 129, 130, 143 stopped "
+    "never reached, or it refused the run (a refusal, a responder too old for the hello, a missing capability: "
+    "nothing was measured); 4 the archive could not be written (full disk, I/O error); 129, 130, 143 stopped "
     "by SIGHUP, SIGINT, SIGTERM (the summary is still written)."
 )
 

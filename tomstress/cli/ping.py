@@ -54,6 +54,7 @@ def _node_id_option(text: str) -> NodeId:
 
 RUN_ID_HEX_CHARS = 16  # secrets.token_hex(8): the probe size limits depend on its length
 DEFAULT_COUNT = 20
+MIN_INTERVAL_S = 0.001  # the responder's default --campaign-budget covers the rate this asks for
 
 
 def _lab_description() -> dict[str, Any]:
@@ -182,6 +183,10 @@ async def _run(
         )
     if summary.get("connect_error"):
         stderr.print(f"error: cannot reach the responder: {summary['connect_error']}", highlight=False)
+    if summary.get("hello_error"):
+        stderr.print(f"error: {summary['hello_error']}", highlight=False)
+    elif (summary.get("hello") or {}).get("warning"):
+        stderr.print(f"warning: {summary['hello']['warning']}", highlight=False)
     if summary["exit_code"] == EXIT_FAILED:
         stderr.print(
             f"error: probe loss {summary['loss']['percent']:.2f} % is over --max-loss {config.max_loss_percent:g} %",
@@ -223,7 +228,7 @@ def ping(
     ),
     interval: float = typer.Option(
         "500ms", "--interval", "-i", parser=duration_option, metavar="DURATION",
-        help="Time between probe slots, e.g. 100ms.",
+        help="Time between probe slots, e.g. 100ms (1ms at least).",
     ),
     timeout: float = typer.Option(
         "10s", "--timeout", parser=duration_option, metavar="DURATION",
@@ -272,6 +277,9 @@ def ping(
         fail("--connect needs --target-addr HOST:PORT, --relay HOST:PORT, or both")
     if interval <= 0 or timeout <= 0:
         fail("--interval and --timeout must be positive durations, e.g. 100ms")
+    if interval < MIN_INTERVAL_S:
+        fail(f"--interval must be at least {MIN_INTERVAL_S * 1000:g}ms (a responder's default campaign budget "
+             "covers that rate)")  # fmt: skip
     if relay_only and (relay is None or target_addr is not None):
         fail("--relay-only needs --relay HOST:PORT and no --target-addr: it keeps a relayed connection on the relay")
     if sum((count is not None, duration is not None, continuous)) > 1:

@@ -25,11 +25,40 @@ from tomproto.transport.interfaces import local_ipv4_addresses
 from tomstress.addresses import format_host_port, host_port_option, peer_address
 from tomstress.archive import to_json
 from tomstress.cli.common import EXIT_UNREACHABLE, SERVER_EXIT_CODES_HELP, fail, warn
-from tomstress.responder import COUNTERS, Responder
+from tomstress.probe import Budget
+from tomstress.responder import (
+    COUNTERS,
+    DEFAULT_CAMPAIGN_RATE_PER_S,
+    DEFAULT_MAX_CAMPAIGNS,
+    DEFAULT_MAX_GRANT_S,
+    CampaignPolicy,
+    Responder,
+)
 
 __all__ = ["register"]
 
 DEFAULT_LISTEN = "0.0.0.0:7400"
+DEFAULT_CAMPAIGN_BUDGET = f"{DEFAULT_CAMPAIGN_RATE_PER_S:g}/{2 * DEFAULT_CAMPAIGN_RATE_PER_S:g}"
+MAX_CAMPAIGN_RATE_PER_S = 1_000_000.0
+
+
+def campaign_budget(text: str) -> Budget:
+    """`RATE[/BURST]` (messages a second, messages at once; BURST is 2 x RATE by default), or
+    ValueError saying what is wrong."""
+    rate_text, _, burst_text = text.partition("/")
+    try:
+        rate = float(rate_text)
+        burst = float(burst_text) if burst_text else 2 * rate
+    except ValueError:
+        raise ValueError(f"--campaign-budget {text!r}: give RATE[/BURST] in messages, e.g. 2500/5000") from None
+    if not (0 < rate <= MAX_CAMPAIGN_RATE_PER_S):
+        raise ValueError(
+            f"--campaign-budget {text!r}: the rate must be above 0 and at most {MAX_CAMPAIGN_RATE_PER_S:g}/s"
+        )
+    if not (1 <= burst <= 2 * MAX_CAMPAIGN_RATE_PER_S):
+        raise ValueError(f"--campaign-budget {text!r}: the burst must be at least 1 and at most "
+                         f"{2 * MAX_CAMPAIGN_RATE_PER_S:g}")  # fmt: skip
+    return Budget(rate, burst, DEFAULT_MAX_GRANT_S)
 
 
 def _addresses(host: str, port: int) -> list[str]:
@@ -70,6 +99,8 @@ def _final_counters(responder: Responder, stopped_by: str, uptime_s: float) -> d
         "rejected": {reason.value: node.rejected[reason.value] for reason in RejectReason},
         "transport": to_json(node.endpoint.counters, "transport"),
         "admission": _admission_counters(node.endpoint),
+        "campaigns": {**responder.policy.as_dict(), "active": responder.active_campaigns(time.monotonic())},
+        "refused": dict(node.counters.refused),
     }
 
 
@@ -93,6 +124,7 @@ async def _serve(
     relay: tuple[str, int] | None,
     stop_on_stdin_eof: bool,
     address_validation: str = "auto",
+    policy: CampaignPolicy | None = None,
 ) -> None:
     identity = load_or_create_identity(identity_file, warn=warn)
     host, port = listen
@@ -100,7 +132,7 @@ async def _serve(
     admission = dataclasses.replace(settings.admission, address_validation=address_validation)
     settings = dataclasses.replace(settings, admission=admission)
     try:
-        responder = await Responder.start(identity, host, port, settings, relay)
+        responder = await Responder.start(identity, host, port, settings, relay, policy)
     except OSError as error:
         fail(f"cannot listen on {format_host_port(listen)}: {error.strerror or error}")
     except TransportError as error:
@@ -140,6 +172,7 @@ async def _serve(
                 "addresses": addresses,
                 "relay": format_host_port(relay) if relay else None,
                 "observed_address": format_host_port(observed) if observed else None,
+                "campaigns": responder.policy.as_dict(),
             }
         ),
         file=out,
@@ -148,6 +181,11 @@ async def _serve(
     if not quiet:
         print(f"responder {identity.node_id.hex}", file=err)
         print(f"listening on {format_host_port((bound_host, bound_port))} (udp)", file=err)
+        budget = responder.policy.budget
+        grants = (
+            "no budget (--no-budget)" if budget is None else f"{budget.rate_per_s:g} msg/s, bursts of {budget.burst:g}"
+        )
+        print(f"campaigns: at most {responder.policy.max_campaigns} at once, each granted {grants}", file=err)
         how = f"--relay {format_host_port(relay)}" if relay else f"--target-addr {addresses[0]}"
         print(f"ping it with: tom-stress ping --connect {identity.node_id.hex} {how}", file=err, flush=True)
 
@@ -189,6 +227,25 @@ def responder(
         help="QUIC Retry for new connections: `auto` past a threshold of half-open handshakes, "
         "`always` for every one (one more round trip).",
     ),
+    campaign_budget_text: str = typer.Option(
+        DEFAULT_CAMPAIGN_BUDGET,
+        "--campaign-budget",
+        metavar="RATE[/BURST]",
+        help="The most a campaign that says hello is granted, in messages a second and at once (BURST: 2 x RATE "
+        "by default); it then escapes the anonymous anti-spam limit (10/s, bursts of 20). The default covers "
+        "ping's fastest --interval (1ms).",
+    ),
+    max_campaigns: int = typer.Option(
+        DEFAULT_MAX_CAMPAIGNS,
+        "--max-campaigns",
+        metavar="N",
+        help="Campaigns served at once; one more is refused, with the reason, until one ends.",
+    ),
+    no_budget: bool = typer.Option(
+        False,
+        "--no-budget",
+        help="Grant no budget: every campaign is held to the anonymous anti-spam limit (10/s, bursts of 20).",
+    ),
 ) -> None:
     """Answer probes: print the NodeId and addresses (and one JSON line on stdout), run until stopped."""
     try:
@@ -198,6 +255,13 @@ def responder(
             fail("--listen and --relay must be of the same IP family (both IPv4 or both IPv6): one socket serves both")
         if address_validation not in ("auto", "always"):
             fail("--address-validation must be auto or always")
+        if max_campaigns < 1:
+            fail(f"--max-campaigns {max_campaigns}: give 1 or more")
+        try:
+            budget = campaign_budget(campaign_budget_text)
+        except ValueError as error:
+            fail(str(error))
+        policy = CampaignPolicy(None if no_budget else budget, max_campaigns)
         asyncio.run(
             _serve(
                 identity_file,
@@ -207,6 +271,7 @@ def responder(
                 relay_address,
                 stop_on_stdin_eof,
                 address_validation,
+                policy,
             )
         )
     except IdentityError as error:

@@ -117,10 +117,17 @@ class FrameCore:
         return outbox
 
     def next_deadline(self) -> float | None:
-        times = [link.next_ping_s for link in self._links.values()]
-        times += [link.last_heard_s + self.settings.idle_timeout_s for link in self._links.values() if link.established]
-        times += [link.give_up_s for link in self._links.values() if link.give_up_s is not None]
-        return min(times, default=None)
+        idle_timeout_s = self.settings.idle_timeout_s
+        earliest: float | None = None
+        for link in self._links.values():
+            due = link.next_ping_s
+            if link.established:
+                due = min(due, link.last_heard_s + idle_timeout_s)
+            elif link.give_up_s is not None:
+                due = min(due, link.give_up_s)
+            if earliest is None or due < earliest:
+                earliest = due
+        return earliest
 
     def handle_timer(self, now: float) -> None:
         settings = self.settings

@@ -215,8 +215,10 @@ class RuntimeNode:
             self._flush_all(now)
 
     def next_deadline(self) -> float | None:
-        times = [t for t in (self.core.next_deadline(), self.runtime.next_deadline()) if t is not None]
-        return min(times, default=None)
+        core, runtime = self.core.next_deadline(), self.runtime.next_deadline()
+        if core is None or runtime is None:
+            return runtime if core is None else core
+        return min(core, runtime)
 
     def datagrams_to_send(self) -> list[tuple[bytes, Address]]:
         return self.core.datagrams_to_send()

@@ -4,11 +4,15 @@ nothing is kept past 24 hours."""
 
 from __future__ import annotations
 
+import time
+
 from tests.sim.links import Impairment
 from tests.sim.runtime_world import RuntimeNode, RuntimeWorld
-from tomproto.core.delivery import DeliveryStatus
+from tomproto.core.backup import MAX_BACKUP_TTL_S
+from tomproto.core.delivery import FINISHED_RECORD_TTL_S, DeliveryStatus
 from tomproto.core.runtime_events import (
     BackupDelivered,
+    BackupExpired,
     BackupReplicated,
     BackupStored,
     MessageResent,
@@ -106,3 +110,31 @@ def test_a_message_sent_as_its_recipient_vanishes_is_kept_for_it_once_the_resend
         world.run_for(60)
         assert bob.received_ids() == [message]
         assert len(alice.runtime.store) == len(carol.runtime.store) == 0
+
+
+def test_a_backup_for_a_peer_that_never_returns_expires_in_24_hours_and_the_message_fails() -> None:
+    """On the frame network (24 virtual hours of QUIC would take minutes). It caught the holders'
+    retry backoff overflowing a float after ~17 h of tries (OverflowError out of handle_timer)."""
+    started = time.perf_counter()
+    with three(4, transport="frames") as world:
+        alice, bob, carol = world["alice"], world["bob"], world["carol"]
+        world.remove(bob)  # Bob's machine is gone for good
+        world.run_for(GONE_S)
+        messages = [alice.send(bob, b"anyone? %d" % index) for index in range(2)]
+        world.run_until(world.now + 30)
+        kept_and_replicated(alice, carol, messages)
+        stored_at = max(entry.at_s for entry in alice.timed(BackupStored))
+        world.run_until(stored_at + MAX_BACKUP_TTL_S + 1)
+        assert [alice.status(m) for m in messages] == [DeliveryStatus.failed] * len(messages)
+        for holder in (alice, carol):
+            expired = holder.timed(BackupExpired)
+            assert sorted(e.event.message_id for e in expired) == sorted(messages)  # type: ignore[attr-defined]
+            assert all(e.at_s <= stored_at + MAX_BACKUP_TTL_S + 1 for e in expired)
+            assert len(holder.runtime.store) == 0
+        failed = [e for e in alice.facts(MessageStatusChanged) if e.status is DeliveryStatus.failed]
+        assert all(e.at_s <= stored_at + MAX_BACKUP_TTL_S for e in failed)
+        # An hour later even the record of the failure is gone.
+        world.run_for(FINISHED_RECORD_TTL_S + 5)
+        assert not any(m in alice.runtime.tracker for m in messages)
+        assert alice.runtime.tracker.unfinished == 0
+    print(f"\n24 virtual hours on the frame network in {time.perf_counter() - started:.1f} s wall")

@@ -27,7 +27,7 @@ def test_with_envelopes_and_acks_faulted_at_10_percent_each_message_ends_as_the_
     started = time.perf_counter()
     outcomes: Counter[str] = Counter()
     for seed in SEEDS:
-        outcomes += exchange(seed)
+        outcomes.update(exchange(seed))
     wall_s = time.perf_counter() - started
     print(f"\n{len(SEEDS)} seeds over QUIC, envelopes and ACKs dropped 10 % and doubled 10 % above QUIC: "
           f"{sum(outcomes.values())} messages, {dict(outcomes)}; {wall_s:.1f} s wall")  # fmt: skip

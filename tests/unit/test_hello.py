@@ -96,7 +96,7 @@ def test_garbage_never_raises(data: bytes) -> None:
 
 
 @settings(max_examples=200, deadline=None)
-@given(st.lists(st.one_of(st.none(), st.booleans(), st.integers(), st.floats(), st.text(max_size=80),
+@given(st.lists(st.one_of(st.none(), st.booleans(), st.integers(-(2**63), 2**64 - 1), st.floats(), st.text(max_size=80),
                           st.binary(max_size=8), st.lists(st.text(max_size=8), max_size=3)), max_size=10))  # fmt: skip
 def test_any_msgpack_array_never_raises(fields: list[object]) -> None:
     packed = msgpack.packb(fields, use_bin_type=True)

@@ -50,6 +50,7 @@ __all__ = ["BackupExchange", "FIRST_RETRY_S", "MAX_RETRY_S"]
 
 FIRST_RETRY_S = 5.0
 MAX_RETRY_S = 60.0
+_MAX_DOUBLINGS = 16  # FIRST_RETRY_S doubled this often is far past MAX_RETRY_S
 VIABILITY = 100  # the reference's viability score; we do not rank holders yet
 
 
@@ -122,7 +123,8 @@ class BackupExchange:
     def _attempt(self, entry: BackupEntry, now: float, out: list[RuntimeOutput]) -> None:
         runtime = self.runtime
         entry.attempts += 1
-        self.store.schedule(entry, now + min(MAX_RETRY_S, FIRST_RETRY_S * 2 ** (entry.attempts - 1)))
+        doublings = min(entry.attempts - 1, _MAX_DOUBLINGS)  # 2 ** 1024 does not fit a float (~17 h of tries)
+        self.store.schedule(entry, now + min(MAX_RETRY_S, FIRST_RETRY_S * 2**doublings))
         envelope, wire = runtime.seal(entry.recipient, MessageType.BackupDeliver, self._payload(entry), now,
                                       encrypt=False)  # fmt: skip
         runtime.transmit(entry.recipient, wire, envelope.id, MessageType.BackupDeliver, Purpose.backup, out)

@@ -173,13 +173,6 @@ class DeliveryTracker:
         record.deadline_s = None
         self._schedule(record)
 
-    def gave_up(self, record: TrackedMessage, now: float) -> None:
-        """No attempt of a resend could leave: its delivery deadline runs from now all the same
-        (else nothing would wake the message before 24 h)."""
-        if record.deadline_s is None and not record.finished and record.status is not DeliveryStatus.failed:
-            record.deadline_s = now + DELIVERY_DEADLINE_S
-            self._schedule(record)
-
     def due(self, now: float) -> list[TrackedMessage]:
         """Unfinished messages whose deadline (or backup, or 24 h) has run out: to resend or fail."""
         due = []

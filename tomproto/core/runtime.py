@@ -22,7 +22,8 @@ Rules it enforces (spec/protocol.md §5 and §7, with our decisions):
   handed to the transport per next hop; transport attempts at once, +0.5 s, +1 s (the later ones
   through a Relay peer when the first failed and one is online); then the message goes to the
   backup store, replicated on up to 5 online peers, and is delivered, with its original id, when
-  the recipient is reachable again;
+  the recipient is reachable again (so does a resend that cannot leave: its recipient vanished
+  after the first copy went);
 - datagrams are never ACKed nor resent (they measure path loss); they are deduplicated all the
   same, and refused when the inbox is full (a datagram cannot wait).
 """
@@ -307,10 +308,8 @@ class Runtime:
                 self._route_around(record, now)
                 delay = TRANSPORT_RETRY_DELAYS_S[record.transport_attempts - 1]
                 heapq.heappush(self._retries, (now + delay, record.message_id))
-            elif record.status is DeliveryStatus.pending:
+            else:  # no attempt of this transmission (the first or a resend) left: keep it for the recipient
                 self.backups.keep_own(record, now, out)
-            else:  # it left once already: a resend that could not leave waits out a deadline of its own
-                self.tracker.gave_up(record, now)
         self._pump(tx.next_hop, out)
         return out
 

@@ -152,7 +152,7 @@ class TransportCore(Protocol):
 
     def dial(self, peer: NodeId, address: Address | None, now: float) -> int: ...
 
-    def send_frame(self, handle: int, data: bytes, now: float) -> Path: ...
+    def send_frame(self, handle: int, data: bytes, now: float) -> object: ...
 
     def next_event(self) -> TransportEvent | None: ...
 
@@ -298,9 +298,12 @@ class RuntimeNode:
         return []  # a fact: logged
 
     def release(self, release: ReleaseFrame, now: float) -> None:
-        """The runtime is done with a frame. The one place that will tell the transport (its
-        stream-release API is not there yet): today it is counted."""
+        """The runtime is done with a frame: the transport closes its stream (or resets it with
+        the refusal), which is what lets the sender open the next one."""
         self.releases["accepted" if release.refusal is None else release.refusal.name] += 1
+        frame = release.frame
+        if isinstance(self.core, EndpointCore) and frame.stream_id is not None:
+            self.core.release_stream(frame.connection, frame.stream_id, now, release.refusal)
 
     def _read(self, now: float) -> list[RuntimeOutput]:
         if not self.reading:

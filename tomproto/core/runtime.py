@@ -300,9 +300,11 @@ class Runtime:
                 self._route_around(record, now)
                 delay = TRANSPORT_RETRY_DELAYS_S[record.transport_attempts - 1]
                 heapq.heappush(self._retries, (now + delay, record.message_id))
-            elif record.status is DeliveryStatus.pending:
+            elif record.status < DeliveryStatus.delivered and record.backed_up_until_s is None:
+                # Never left, or left on a connection that then died (its resend cannot reach
+                # the recipient either): kept, as the recipient is down; a copy that did arrive
+                # makes the backup's delivery a duplicate, re-ACKed.
                 self.backups.keep_own(record, now, out)
-            # else: it left once already; its delivery deadline decides
         self._pump(tx.next_hop, out)
         return out
 

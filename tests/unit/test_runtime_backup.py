@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+from collections.abc import Sequence
 
 from tomproto.core.delivery import DELIVERY_DEADLINE_S, DeliveryStatus
 from tomproto.core.runtime import Runtime, RuntimeSettings
@@ -10,7 +11,7 @@ from tomproto.core.runtime_events import BackupStored, TransmitEnvelope
 from tomproto.identity import Identity
 
 
-def _transmissions(outputs: list[object]) -> list[TransmitEnvelope]:
+def _transmissions(outputs: Sequence[object]) -> list[TransmitEnvelope]:
     return [output for output in outputs if isinstance(output, TransmitEnvelope)]
 
 

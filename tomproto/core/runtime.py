@@ -333,6 +333,12 @@ class Runtime:
         self.counters.refused_by_peers[refusal.name] += 1
         return [RefusedByPeer(message_id, peer, refusal, now)]
 
+    def query_backups(self, holder: NodeId, now: float) -> list[RuntimeOutput]:
+        """Ask `holder` for the messages it keeps for us (BackupQuery)."""
+        out: list[RuntimeOutput] = []
+        self.backups.query(holder, now, out)
+        return out
+
     def grant(self, peer: NodeId, rate_per_s: float, burst: float, until_s: float, now: float) -> bool:
         return self.spam.grant(peer, rate_per_s, burst, until_s, now)
 

@@ -485,10 +485,11 @@ class Runtime:
 
     def deliver(
         self, envelope: Envelope, sender: NodeId, frame: Received, now: float, out: list[RuntimeOutput],
-        *, holder: NodeId | None = None, remember_until_s: float | None = None,
+        *, holder: NodeId | None = None, remember_until_s: float | None = None, was_held: bool = False,
     ) -> Disposition:  # fmt: skip
         """Deliver a message addressed to us once: into the inbox and ACKed, or a duplicate
-        re-ACKed, or held (un-released) while the inbox is full."""
+        re-ACKed, or held (un-released) while the inbox is full (or others wait before it;
+        `was_held`: it is the oldest of them, taken out of the queue)."""
         key = f"{envelope.id}:{envelope.sender}"
         reliable = frame.transport is Transport.stream
         if self._delivered.contains(key, now):
@@ -502,7 +503,7 @@ class Runtime:
         if not reliable:
             if not self._inbox_has_room(len(envelope.payload)):
                 return self.refuse(RefusalReason.inbox_full, frame, envelope, "a datagram cannot wait", now, out)
-        elif self._held or not self._inbox_has_room(len(envelope.payload)):
+        elif (self._held and not was_held) or not self._inbox_has_room(len(envelope.payload)):
             return self._hold(_Held(envelope, frame, holder, remember_until_s), frame, now, out)
         try:
             opened = open_verified(self.identity, envelope)
@@ -546,8 +547,9 @@ class Runtime:
             held = self._held.popleft()
             sender = NodeId(bytes.fromhex(held.envelope.sender))
             disposition = self.deliver(
-                held.envelope, sender, held.frame, now, out, holder=held.holder, remember_until_s=held.remember_until_s
-            )
+                held.envelope, sender, held.frame, now, out, holder=held.holder,
+                remember_until_s=held.remember_until_s, was_held=True,
+            )  # fmt: skip
             if disposition is _HELD:  # cannot happen: there was room
                 break
             out.append(ReleaseFrame(held.frame, disposition))  # type: ignore[arg-type]

@@ -159,6 +159,8 @@ class NodeProcess:
         if op == "report":
             return self.report(bool(command.get("ids")))
         if op == "send":
+            if "address" in command:  # where to dial the recipient
+                self.node.addresses[NodeId.parse(command["to"])] = parse_host_port(command["address"])
             via = tuple(NodeId.parse(hop) for hop in command.get("via", ()))
             ids = await self.send(NodeId.parse(command["to"]), int(command["count"]), int(command.get("size", 64)), via)
             return {"ids": ids}

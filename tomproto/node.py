@@ -197,6 +197,13 @@ class Node:
                 self._room.clear()
                 await self._room.wait()
 
+    def query_backups(self, holder: NodeId, *, address: Address | None = None) -> None:
+        """Ask `holder` for the messages it keeps for us (a BackupQuery naming ourselves): what a
+        node that comes back does, so that it need not wait for the holder's next retry."""
+        if address is not None:
+            self.addresses[holder] = address
+        self._carry_out(self.runtime.query_backups(holder, time.monotonic()))
+
     def seal(self, peer: NodeId, msg_type: MessageType, payload: bytes) -> SealedEnvelope:
         return seal_envelope(self.identity, peer, msg_type, payload, now_ms=time.time_ns() // 1_000_000)
 

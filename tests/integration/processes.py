@@ -113,3 +113,49 @@ def udp_echo_min_rtt_ms(payload_bytes: int, count: int = 50) -> float:
     finally:
         server.kill()
         server.wait(timeout=10)
+
+
+@dataclass
+class NodeProcessHandle:
+    """A `tomstress.benchmarks.node_process` child: one JSON command a line in, one answer out."""
+
+    process: subprocess.Popen[str]
+    node_id: str
+    port: int
+
+    @property
+    def address(self) -> str:
+        return f"127.0.0.1:{self.port}"
+
+    def command(self, timeout_s: float = 60, **command: Any) -> dict[str, Any]:
+        assert self.process.stdin is not None
+        self.process.stdin.write(json.dumps(command) + "\n")
+        self.process.stdin.flush()
+        answer = read_json_line(self.process, str(command["op"]), timeout_s)
+        return answer
+
+    def stop(self, timeout_s: float = 10) -> int:
+        """Close its stdin (a clean stop), SIGKILL if it lingers; its exit code."""
+        if self.process.stdin is not None and not self.process.stdin.closed:
+            self.process.stdin.close()
+        try:
+            return self.process.wait(timeout=timeout_s)
+        except subprocess.TimeoutExpired:
+            self.process.kill()
+            return self.process.wait(timeout=10)
+
+    def kill(self) -> None:
+        if self.process.poll() is None:
+            self.process.kill()
+            self.process.wait(timeout=10)
+        if self.process.stdin is not None and not self.process.stdin.closed:
+            self.process.stdin.close()
+
+
+def start_node(identity: Path, *extra: str, port: int = 0, max_seconds: float = 300) -> NodeProcessHandle:
+    """A node process with the identity in `identity` (created when missing), on 127.0.0.1."""
+    command = [sys.executable, "-m", "tomstress.benchmarks.node_process", "--identity", str(identity),
+               "--listen", f"127.0.0.1:{port}", "--max-seconds", str(max_seconds), *extra]  # fmt: skip
+    process = subprocess.Popen(command, stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
+    ready = _ready(process, "ready")
+    return NodeProcessHandle(process, ready["node_id"], ready["port"])

@@ -129,6 +129,14 @@ class BackupExchange:
                                       encrypt=False)  # fmt: skip
         runtime.transmit(entry.recipient, wire, envelope.id, MessageType.BackupDeliver, Purpose.backup, out)
 
+    def query(self, holder: NodeId, now: float, out: list[RuntimeOutput]) -> None:
+        """Ask `holder` for the messages it keeps for us (BackupQuery naming ourselves): what a
+        node that comes back sends to the peers it knows, rather than wait for their retries."""
+        runtime = self.runtime
+        payload = encode(BackupQueryPayload(runtime.me.hex))
+        envelope, wire = runtime.seal(holder, MessageType.BackupQuery, payload, now, encrypt=False)
+        runtime.transmit(holder, wire, envelope.id, MessageType.BackupQuery, Purpose.backup, out)
+
     def confirm(self, holder: NodeId, message_id: str, now: float, out: list[RuntimeOutput]) -> None:
         """Tell a holder its copy reached us (so it stops trying)."""
         runtime = self.runtime

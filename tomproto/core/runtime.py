@@ -308,7 +308,10 @@ class Runtime:
                 self._route_around(record, now)
                 delay = TRANSPORT_RETRY_DELAYS_S[record.transport_attempts - 1]
                 heapq.heappush(self._retries, (now + delay, record.message_id))
-            else:  # no attempt of this transmission (the first or a resend) left: keep it for the recipient
+            elif record.backed_up_until_s is None:
+                # Never left, or left on a connection that then died (its resend cannot reach
+                # the recipient either): kept, as the recipient is down; a copy that did arrive
+                # makes the backup's delivery a duplicate, re-ACKed.
                 self.backups.keep_own(record, now, out)
         self._pump(tx.next_hop, out)
         return out
@@ -337,6 +340,12 @@ class Runtime:
         deadline then sends it again."""
         self.counters.refused_by_peers[refusal.name] += 1
         return [RefusedByPeer(message_id, peer, refusal, now)]
+
+    def query_backups(self, holder: NodeId, now: float) -> list[RuntimeOutput]:
+        """Ask `holder` for the messages it keeps for us (BackupQuery)."""
+        out: list[RuntimeOutput] = []
+        self.backups.query(holder, now, out)
+        return out
 
     def grant(self, peer: NodeId, rate_per_s: float, burst: float, until_s: float, now: float) -> bool:
         return self.spam.grant(peer, rate_per_s, burst, until_s, now)

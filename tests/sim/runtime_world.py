@@ -43,7 +43,6 @@ from tests.sim.partitions import Partition
 from tests.sim.randomness import seeded_aioquic
 from tomproto.core.delivery import DeliveryStatus
 from tomproto.core.endpoint import EndpointCore
-from tomproto.core.paths import Path
 from tomproto.core.quic import TransportSettings
 from tomproto.core.relay_server import RelayCore
 from tomproto.core.runtime import Runtime, RuntimeOutput, RuntimeSettings

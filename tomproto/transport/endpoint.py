@@ -21,6 +21,7 @@ from __future__ import annotations
 import asyncio
 import os
 import time
+from collections import deque
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import TypeVar
@@ -91,7 +92,9 @@ class Endpoint(asyncio.DatagramProtocol):
         self._timer_deadline: float | None = None
         self._dials: dict[NodeId, asyncio.Future[int]] = {}
         self._registration: asyncio.Future[Address] | None = None
-        self._writable: dict[int, asyncio.Event] = {}
+        # Senders waiting for room on a connection, in order: woken one at a time (the one woken
+        # sends, which wakes the next if room remains), never all at once to find one slot.
+        self._writable: dict[int, deque[asyncio.Future[None]]] = {}
         # Sends in progress, by connection: when their first packet left (None: not yet).
         self._left_ns: dict[int, int | None] = {}
         self._dispatching = False
@@ -183,9 +186,21 @@ class Endpoint(asyncio.DatagramProtocol):
         waits while too many of our streams to that peer are open (each stays open until the peer
         released its frame). A refusal comes later, as a FrameRefused naming `Sent.stream_id`."""
         handle = await self._usable(peer, address)
-        while not self.core.writable(handle):
-            event = self._writable.setdefault(handle, asyncio.Event())
-            await event.wait()
+        first = True
+        while (first and self._writable.get(handle)) or not self.core.writable(handle):
+            waiter = self.loop.create_future()
+            waiters = self._writable.setdefault(handle, deque())
+            if first:
+                waiters.append(waiter)  # behind earlier senders
+            else:
+                waiters.appendleft(waiter)  # woken, but the room went: still next in line
+            first = False
+            try:
+                await waiter
+            except BaseException:
+                if waiter.done() and not waiter.cancelled():
+                    self._wake_next(handle)  # pass our turn on
+                raise
         return self._send(handle, data, Transport.stream)
 
     def send_frame_now(self, peer: NodeId, data: bytes, *, urgent: bool = False) -> Sent | None:
@@ -200,8 +215,8 @@ class Endpoint(asyncio.DatagramProtocol):
             open_streams = self.core.open_streams(handle)
             if open_streams >= self.settings.max_reply_streams:
                 raise ConnectionBusy(f"{open_streams} streams to that peer are still open")
-        elif not self.core.writable(handle):
-            return None
+        elif self._writable.get(handle) or not self.core.writable(handle):
+            return None  # no room, or others wait for it first
         return self._send(handle, data, Transport.stream)
 
     async def send_datagram(self, peer: NodeId, data: bytes, address: Address | None = None) -> Sent:
@@ -275,9 +290,21 @@ class Endpoint(asyncio.DatagramProtocol):
                 else:
                     transport.sendto(data, address)
         if self._writable:
-            for handle in [h for h in self._writable if core.writable(h)]:
-                self._writable.pop(handle).set()
+            for handle in list(self._writable):
+                if core.writable(handle):
+                    self._wake_next(handle)
         self._set_timer(core.next_deadline())
+
+    def _wake_next(self, handle: int) -> None:
+        """Wake the first sender still waiting for room on `handle`."""
+        waiters = self._writable.get(handle)
+        while waiters:
+            waiter = waiters.popleft()
+            if not waiter.done():
+                waiter.set_result(None)
+                break
+        if not waiters:
+            self._writable.pop(handle, None)
 
     def _dispatch(self, event: TransportEvent) -> None:
         if isinstance(event, Received):
@@ -367,7 +394,9 @@ class Endpoint(asyncio.DatagramProtocol):
         for future in [*self._dials.values(), self._registration]:
             if future is not None and not future.done():
                 future.cancel()
-        for event in self._writable.values():
-            event.set()
+        for waiters in self._writable.values():
+            for waiter in waiters:
+                if not waiter.done():
+                    waiter.set_result(None)
         if self._transport is not None:
             self._transport.close()

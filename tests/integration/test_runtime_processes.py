@@ -305,8 +305,8 @@ def _stalled(sender: Node, receiver: Node, received: int, sent: int) -> str:
     return (
         f"stalled at {received} received of {sent} sent: receiver inbox {receiver.runtime.inbox_size}, held "
         f"{receiver.runtime.held_frames}, counters {receiver.counters}; sender unfinished "
-        f"{sending.tracker.unfinished}, in transit {dict(sending._in_transit)}, queued "
-        f"{ {hop: len(queue) for hop, queue in sending._queued.items()} }, tasks {len(sender._sending)}, "
+        f"{sending.tracker.unfinished}, in transit, queued {sending.outbound.waiting()}, "
+        f"tasks {len(sender._sending)}, "
         f"connections {sender.endpoint.connections()}, counters {sender.counters}, "
         f"statuses {Counter(record.status.name for record in sending.tracker.records.values())}"
     )

@@ -8,7 +8,8 @@ import pytest
 from tests.sim.links import Impairment
 from tests.sim.runtime_world import NodeSpec, RuntimeWorld, envelope_of
 from tomproto.core.delivery import DELIVERY_DEADLINE_S, MAX_RESENDS, DeliveryStatus
-from tomproto.core.runtime import MAX_VIA, TRANSPORT_RETRY_DELAYS_S
+from tomproto.core.outbound import TRANSPORT_RETRY_DELAYS_S
+from tomproto.core.runtime import MAX_VIA
 from tomproto.core.runtime_events import (
     EnvelopeForwarded,
     EnvelopeRefused,

@@ -31,11 +31,12 @@ Rules it enforces (spec/protocol.md §5 and §7, with our decisions):
 from __future__ import annotations
 
 import dataclasses
+import enum
 import hashlib
-import heapq
 from collections import Counter, deque
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from typing import Literal
 
 from tomproto.core.antispam import SpamGuard
 from tomproto.core.backup import MAX_BACKUP_TTL_S, BackupStore
@@ -44,6 +45,7 @@ from tomproto.core.dedup import ExpiringSet, RecentSet
 from tomproto.core.delivery import MAX_RESENDS, UNACKED_TYPES, DeliveryStatus, DeliveryTracker, TrackedMessage
 from tomproto.core.framing import FrameRefusal
 from tomproto.core.liveness import Liveness
+from tomproto.core.outbound import Outbound
 from tomproto.core.paths import Transport
 from tomproto.core.runtime_events import (
     DuplicateReceived,
@@ -59,9 +61,7 @@ from tomproto.core.runtime_events import (
     RefusedByPeer,
     ReleaseFrame,
     RoomToSend,
-    RuntimeCommand,
-    RuntimeEvent,
-    TransmitEnvelope,
+    RuntimeOutput,
 )
 from tomproto.core.transport_events import Received
 from tomproto.errors import Backpressure, DecodeError, LocalError
@@ -84,13 +84,11 @@ MAX_VIA = 4
 DEDUP_TTL_S = 600.0  # id:from
 ACK_REPLAY_TTL_S = 300.0  # original_id:from:type
 NONCE_MEMORY = 50_000
-TRANSPORT_RETRY_DELAYS_S = (0.5, 1.0)  # the second and third transport attempts
 HEARTBEAT_CHECK_S = 1.0
 MAX_ANNOUNCED_RELAYS = 1024
 ANNOUNCE_MAX_AGE_S = 3600.0  # spec §5b: a PeerAnnounce is accepted up to 1 h old...
 ANNOUNCE_MAX_AHEAD_S = 300.0  # ...and 5 min in the future
 
-RuntimeOutput = RuntimeCommand | RuntimeEvent
 
 
 @dataclass(frozen=True, slots=True)
@@ -133,13 +131,6 @@ class RuntimeCounters:
 
 
 @dataclass(slots=True)
-class _Transmission:
-    purpose: Purpose
-    message_id: str
-    next_hop: NodeId
-
-
-@dataclass(slots=True)
 class _Held:
     envelope: Envelope
     frame: Received
@@ -147,8 +138,13 @@ class _Held:
     remember_until_s: float | None
 
 
-_HELD = object()  # a frame the runtime keeps for later: no release now
-Disposition = FrameRefusal | None | object
+class _Kept(enum.Enum):
+    HELD = "held"  # a frame the runtime keeps for later: no release now
+
+
+_HELD = _Kept.HELD
+# What becomes of a received frame: accepted (None), refused (why), or kept for later.
+Disposition = FrameRefusal | None | Literal[_Kept.HELD]
 
 
 class Runtime:
@@ -182,11 +178,7 @@ class Runtime:
         self._inbox: deque[InboundMessage] = deque()
         self._inbox_bytes = 0
         self._held: deque[_Held] = deque()
-        self._transmissions: dict[int, _Transmission] = {}
-        self._next_token = 0
-        self._queued: dict[NodeId, deque[str]] = {}
-        self._in_transit: Counter[NodeId] = Counter()
-        self._retries: list[tuple[float, str]] = []
+        self.outbound = Outbound(self.tracker, settings.max_in_transit_per_peer)
         self._last_sent_to: dict[NodeId, float] = {}
         self._linked: dict[NodeId, None] = {}  # peers heard on a link of our own (not via a relay)
         self._next_heartbeat_check = now + HEARTBEAT_CHECK_S
@@ -242,58 +234,34 @@ class Runtime:
         record = TrackedMessage(envelope.id, peer, msg_type.value, envelope, wire, now, relays=relays)
         self.tracker.track(record)
         out: list[RuntimeOutput] = []
-        self._enqueue(record, out)
+        self.outbound.enqueue(record, out)
         return envelope.id, out
-
-    def _next_hop(self, record: TrackedMessage) -> NodeId:
-        return NodeId(bytes.fromhex(record.relays[0])) if record.relays else record.peer
-
-    def _enqueue(self, record: TrackedMessage, out: list[RuntimeOutput]) -> None:
-        hop = self._next_hop(record)
-        self._queued.setdefault(hop, deque()).append(record.message_id)
-        self._pump(hop, out)
-
-    def _pump(self, hop: NodeId, out: list[RuntimeOutput]) -> None:
-        queue = self._queued.get(hop)
-        while queue and self._in_transit[hop] < self.settings.max_in_transit_per_peer:
-            record = self.tracker.get(queue.popleft())
-            if record is None or record.wire is None or record.status is DeliveryStatus.failed:
-                continue
-            record.transport_attempts += 1
-            self._in_transit[hop] += 1
-            self.transmit(hop, record.wire, record.message_id, MessageType(record.msg_type), Purpose.message, out)
-        if queue is not None and not queue:
-            del self._queued[hop]
 
     def transmit(
         self, hop: NodeId, wire: bytes | Callable[[], bytes], message_id: str, msg_type: MessageType,
         purpose: Purpose, out: list[RuntimeOutput],
     ) -> None:  # fmt: skip
-        self._next_token += 1
-        token = self._next_token
-        self._transmissions[token] = _Transmission(purpose, message_id, hop)
-        out.append(TransmitEnvelope(token, hop, wire, message_id, msg_type, purpose))
+        self.outbound.transmit(hop, wire, message_id, msg_type, purpose, out)
 
     def transmitted(self, token: int, now: float) -> list[RuntimeOutput]:
         """The transmission `token` left (its first packet is on the way)."""
         out: list[RuntimeOutput] = []
-        tx = self._transmissions.pop(token, None)
+        tx = self.outbound.outcome(token)
         if tx is None:
             return out
         self.counters.sent[tx.purpose.value] += 1
         self._last_sent_to[tx.next_hop] = now
         if tx.purpose is Purpose.message:
-            self._in_transit[tx.next_hop] -= 1
             record = self.tracker.sent(tx.message_id, now)
             if record is not None:
                 out.append(MessageStatusChanged(record.message_id, record.peer, DeliveryStatus.sent, now))
-            self._pump(tx.next_hop, out)
+            self.outbound.pump(tx.next_hop, out)
         return out
 
     def transmit_failed(self, token: int, now: float, reason: str) -> list[RuntimeOutput]:
         """The transmission `token` could not leave (no route, dial timed out, connection lost)."""
         out: list[RuntimeOutput] = []
-        tx = self._transmissions.pop(token, None)
+        tx = self.outbound.outcome(token)
         if tx is None:
             return out
         self.counters.transport_failures += 1
@@ -301,19 +269,16 @@ class Runtime:
             self.counters.forward_failed += 1
         if tx.purpose is not Purpose.message:
             return out
-        self._in_transit[tx.next_hop] -= 1
         record = self.tracker.get(tx.message_id)
         if record is not None and record.wire is not None and record.status is not DeliveryStatus.failed:
-            if record.transport_attempts <= len(TRANSPORT_RETRY_DELAYS_S):
+            if self.outbound.retry_later(record, now):
                 self._route_around(record, now)
-                delay = TRANSPORT_RETRY_DELAYS_S[record.transport_attempts - 1]
-                heapq.heappush(self._retries, (now + delay, record.message_id))
             elif record.backed_up_until_s is None:
                 # Never left, or left on a connection that then died (its resend cannot reach
                 # the recipient either): kept, as the recipient is down; a copy that did arrive
                 # makes the backup's delivery a duplicate, re-ACKed.
                 self.backups.keep_own(record, now, out)
-        self._pump(tx.next_hop, out)
+        self.outbound.pump(tx.next_hop, out)
         return out
 
     def _route_around(self, record: TrackedMessage, now: float) -> None:
@@ -359,8 +324,8 @@ class Runtime:
     def receive(self, frame: Received, now: float) -> list[RuntimeOutput]:
         out: list[RuntimeOutput] = []
         disposition = self._receive(frame, now, out)
-        if disposition is not _HELD:
-            out.append(ReleaseFrame(frame, disposition))  # type: ignore[arg-type]
+        if disposition is not _Kept.HELD:
+            out.append(ReleaseFrame(frame, disposition))
         return out
 
     def _receive(self, frame: Received, now: float, out: list[RuntimeOutput]) -> Disposition:
@@ -576,9 +541,9 @@ class Runtime:
                 held.envelope, sender, held.frame, now, out, holder=held.holder, remember_until_s=held.remember_until_s,
                 from_held=True,
             )
-            if disposition is _HELD:  # cannot happen: there was room
+            if disposition is _Kept.HELD:  # cannot happen: there was room
                 break
-            out.append(ReleaseFrame(held.frame, disposition))  # type: ignore[arg-type]
+            out.append(ReleaseFrame(held.frame, disposition))
         return message, out
 
     @property
@@ -646,8 +611,9 @@ class Runtime:
         for deadline in (self.tracker.next_deadline(), self.store.next_deadline()):
             if deadline is not None:
                 times.append(deadline)
-        if self._retries:
-            times.append(self._retries[0][0])
+        retry = self.outbound.next_deadline()
+        if retry is not None:
+            times.append(retry)
         return min(times)
 
     def handle_timer(self, now: float) -> list[RuntimeOutput]:
@@ -656,11 +622,7 @@ class Runtime:
             out.append(change)
         for record in self.tracker.due(now):
             self._deadline_passed(record, now, out)
-        while self._retries and self._retries[0][0] <= now:
-            _, message_id = heapq.heappop(self._retries)
-            retry = self.tracker.get(message_id)
-            if retry is not None and retry.wire is not None and retry.status is not DeliveryStatus.failed:
-                self._enqueue(retry, out)
+        self.outbound.retries_due(now, out)
         self.backups.handle_timer(now, out)
         if now >= self._next_heartbeat_check:
             self._next_heartbeat_check = now + HEARTBEAT_CHECK_S
@@ -679,7 +641,7 @@ class Runtime:
             record.transport_attempts = 0
             self.counters.resent += 1
             out.append(MessageResent(record.message_id, record.peer, record.resends, now))
-            self._enqueue(record, out)
+            self.outbound.enqueue(record, out)
             return
         self.advance(record.message_id, DeliveryStatus.failed, now, out)
 

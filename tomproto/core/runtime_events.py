@@ -40,6 +40,7 @@ __all__ = [
     "BackupExpired",
     "PeerStatusChanged",
     "RuntimeEvent",
+    "RuntimeOutput",
 ]
 
 
@@ -260,3 +261,5 @@ RuntimeEvent = (
     MessageStatusChanged | MessageResent | EnvelopeForwarded | EnvelopeRefused | DuplicateReceived | RefusedByPeer
     | InboxFull | BackupStored | BackupReplicated | BackupDelivered | BackupExpired | PeerStatusChanged
 )  # fmt: skip
+
+RuntimeOutput = RuntimeCommand | RuntimeEvent  # what the runtime returns, in the order to act on it

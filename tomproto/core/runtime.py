@@ -95,7 +95,9 @@ ANNOUNCE_MAX_AHEAD_S = 300.0  # ...and 5 min in the future
 class RuntimeSettings:
     inbox_messages: int = 1024
     inbox_bytes: int = 16 * 1024 * 1024
-    max_unacknowledged: int = 10_000
+    # Our messages not yet acknowledged, each kept sealed for its resends (a 1 KiB message is
+    # about 3 KB with its record): past this, senders wait.
+    max_unacknowledged: int = 2048
     max_in_transit_per_peer: int = 64
     # Frames waiting for room in the inbox; the transport bounds them per connection too.
     max_held_frames: int = 4096

@@ -65,7 +65,13 @@ def test_the_delayer_adds_exactly_the_asked_delay() -> None:
 
 @pytest.mark.needs(NETFILTERQUEUE)
 def test_ten_ms_each_way_is_found_by_ping_and_its_excess_is_our_own_measured_stack() -> None:
-    result = delay_truth(delay_s=0.010, count=1000, interval="5ms")
+    # 100 probes/s. Every probe is now a routed message the runtime acknowledges, about twice the
+    # packets and CPU per probe of a bare transport ping; at 200/s on two cores shared with the
+    # lab's userspace delayers, QUIC's pacer and stream limit turned that load into queueing
+    # (RTT p50 0.2-0.8 s on a 41 ms path): the stack's cost at that rate is issue 15's business,
+    # and this test is about the network's part, which must match the truth at a rate the
+    # machine sustains.
+    result = delay_truth(delay_s=0.010, count=1000, interval="10ms")
     assert result["probes"]["ok"] == 1000 and result["direct_n"] >= 950
     truth, tolerance = result["truth_ms"], result["tolerance_ms"]
     # What the network took (the RTT less the time both stacks held each probe) is the truth.

@@ -67,7 +67,7 @@ def ping_in_lab(session: LabSession, *arguments: str, timeout_s: float = 300) ->
     return summary
 
 
-def delay_truth(delay_s: float = 0.010, count: int = 1000, interval: str = "5ms") -> dict[str, Any]:
+def delay_truth(delay_s: float = 0.010, count: int = 1000, interval: str = "10ms") -> dict[str, Any]:
     """tom-stress's direct-path RTT against ICMP echo from each home to the public segment, run
     at the same time (so that both find the machine, the delayers included, equally busy)."""
     session = start("home-home", Impairments(delay_s=delay_s))

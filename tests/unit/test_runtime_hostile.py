@@ -200,15 +200,35 @@ def test_a_replay_under_a_new_id_is_caught_by_its_nonce() -> None:
     assert net["b"].plaintexts() == [b"once"]
 
 
-def test_a_peer_announce_cannot_make_another_node_a_relay() -> None:
-    net = Net("abc")
-    announce = PeerAnnounce(net["c"].id.hex, "c", (NodeRole.Relay,), None, net.wall_ms())
-    net.inject("a", "b", net.seal("b", "a", MessageType.PeerAnnounce, encode(announce), encrypt=False))
-    net.inject("a", "c", net.seal("c", "a", MessageType.Heartbeat, b"", encrypt=False))  # c is online for a
-    assert net.rt("a").relay_for(net["b"].id) is None
-    mine = PeerAnnounce(net["c"].id.hex, "c", (NodeRole.Relay,), None, net.wall_ms())
+def test_a_peer_announcing_the_relay_role_is_not_routed_through_only_a_configured_relay_is() -> None:
+    net = Net("abcr")
+    net.rt("a").settings = RuntimeSettings(relays=frozenset({net["r"].id}))
+    mine = PeerAnnounce(net["c"].id.hex, "c", (NodeRole.Relay,), None, net.wall_ms())  # self-declared
     net.inject("a", "c", net.seal("c", "a", MessageType.PeerAnnounce, encode(mine), encrypt=False))
-    assert net.rt("a").relay_for(net["b"].id) == net["c"].id
+    assert net.rt("a").liveness.status(net["c"].id) is not None  # c is online for a
+    assert net.rt("a").relay_for(net["b"].id) is None
+    net.inject("a", "r", net.seal("r", "a", MessageType.Heartbeat, b"", encrypt=False))
+    assert net.rt("a").relay_for(net["b"].id) == net["r"].id
+
+
+def test_a_stale_replay_does_not_make_its_signer_or_peer_online() -> None:
+    net = Net("abm")
+    net.now = 1_000.0
+    old = net.seal("a", "b", payload=b"old", at_s=1.0)
+    assert_refused(net, "b", "m", old, R.stale)
+    assert net.rt("b").liveness.status(net["a"].id) is None
+    assert net.rt("b").liveness.status(net["m"].id) is None
+
+
+def test_a_fresh_plain_message_replayed_after_the_dedup_table_overflowed_is_refused_as_stale() -> None:
+    net = Net("abm", settings=RuntimeSettings(dedup_capacity=3))
+    first = net.seal("a", "b", MessageType.GroupMessage, b"first", encrypt=False)
+    net.inject("b", "a", first)
+    for index in range(3):
+        net.advance(net.now + 1.0)
+        net.inject("b", "a", net.seal("a", "b", MessageType.GroupMessage, b"later %d" % index, encrypt=False))
+    assert_refused(net, "b", "m", first, R.stale)  # still fresh (3 s old), but forgotten
+    assert net["b"].plaintexts().count(b"first") == 1
 
 
 # -- the backup exchange --------------------------------------------------------------------------

@@ -242,12 +242,10 @@ class BackupExchange:
         if expires_in_s <= 0:
             return runtime.refuse(RefusalReason.stale, frame, envelope, "the backup has expired", now, out)
         # The expiry is the holder's word; the inner timestamp is the sender's, signed. A message
-        # older than any backup may live, or older than what we still remember having delivered,
-        # cannot be told from a replay.
+        # older than any backup may live cannot be told from a replay (nor one older than what we
+        # still remember having delivered: `deliver` refuses that).
         if runtime.wall_ms(now) - inner.timestamp_ms > MAX_BACKUP_TTL_S * 1000:
             return runtime.refuse(RefusalReason.stale, frame, envelope, "older than any backup lives", now, out)
-        if runtime.forgotten(inner, now):
-            return runtime.refuse(RefusalReason.stale, frame, envelope, "older than our dedup memory", now, out)
         original_sender = NodeId(bytes.fromhex(inner.sender))
         return runtime.deliver(inner, original_sender, frame, now, out, holder=holder,
                                remember_until_s=now + expires_in_s)  # fmt: skip

@@ -74,7 +74,8 @@ class BackupExchange:
             replica=False, next_attempt_s=now + FIRST_RETRY_S,
         )  # fmt: skip
         self._add(entry, now, out)
-        runtime.tracker.backed_up(record.message_id, entry.expires_s)
+        runtime.tracker.backed_up(record.message_id, entry.expires_s)  # no longer holds senders back
+        runtime.room_freed(out)
         self._replicate(entry, now, out)
 
     def own_delivered(self, message_id: str, now: float, out: list[RuntimeOutput]) -> None:

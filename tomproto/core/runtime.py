@@ -442,6 +442,10 @@ class Runtime:
         out.append(MessageStatusChanged(message_id, record.peer, status, now))
         if status >= DeliveryStatus.delivered and status is not DeliveryStatus.failed:
             self.backups.own_delivered(message_id, now, out)
+        self.room_freed(out)
+
+    def room_freed(self, out: list[RuntimeOutput]) -> None:
+        """Tell senders waiting for room that there is some now."""
         if self._senders_waiting and self.can_send:
             self._senders_waiting = False
             out.append(RoomToSend())

@@ -12,10 +12,14 @@ Rules it enforces:
   reply and its measurement (a message published to subscribers is in the application's hands);
 - a message of ours goes at once when its connection is up and has room, else from a task that
   dials and waits; either way its outcome goes back to the runtime (transmitted or failed), and
-  the instant its first packet left is published (`EnvelopeLeft`) with its path;
+  the instant its first packet left is published (`EnvelopeLeft`) with its path; a send that
+  waits for room longer than the delivery deadline (30 s) has failed;
 - sending never grows without bound: past `max_unacknowledged` messages not yet acknowledged,
   `send_message` waits (and `send_message_nowait` raises Backpressure);
 - datagrams are outside the runtime's promises: sealed, sent once, never ACKed nor resent;
+- messages are published to subscribers in the order they arrived;
+- once closed, the node handles nothing more, and `receive` and `send_message` raise
+  ConnectionLost instead of waiting;
 - everything the runtime and the transport report is published on `events` to any number of
   subscribers; counters stay readable (`counters`, `rejected`, `envelopes`).
 """
@@ -28,7 +32,7 @@ import time
 from collections import Counter, OrderedDict
 from dataclasses import dataclass
 
-from tomproto.core.delivery import DeliveryStatus
+from tomproto.core.delivery import DELIVERY_DEADLINE_S, DeliveryStatus
 from tomproto.core.framing import FrameRefusal
 from tomproto.core.paths import Address, Path, Transport
 from tomproto.core.runtime import Runtime, RuntimeCounters, RuntimeOutput, RuntimeSettings
@@ -41,7 +45,7 @@ from tomproto.core.runtime_events import (
     TransmitEnvelope,
 )
 from tomproto.core.transport_events import FrameRefused, PeerConnected, Received, TransportEvent
-from tomproto.errors import Backpressure, DatagramTooLarge, TransportError
+from tomproto.errors import Backpressure, ConnectionLost, DatagramTooLarge, TransportError
 from tomproto.events import EventHub
 from tomproto.identity import Identity, NodeId
 from tomproto.sealing import SealedEnvelope, seal_envelope
@@ -120,6 +124,7 @@ class Node:
         self._timer: asyncio.TimerHandle | None = None
         self._timer_deadline: float | None = None
         self._closed = False
+        self._publishing = False  # _messages_waiting is taking and publishing messages
         endpoint.on_delivery = self._received
         endpoint.on_event = self._transport_event
         self._set_timer()
@@ -173,7 +178,9 @@ class Node:
         message_id: str | None = None,
     ) -> str:  # fmt: skip
         """Send a tracked, acknowledged message (encrypted when a Chat); its id. Backpressure
-        when too many of ours are not yet acknowledged."""
+        when too many of ours are not yet acknowledged; ConnectionLost once the node is closed."""
+        if self._closed:
+            raise ConnectionLost("the node is closed")
         if address is not None:
             self.addresses[peer] = address
         message_id, outputs = self.runtime.send(
@@ -236,8 +243,11 @@ class Node:
     # -- receiving ------------------------------------------------------------------------------
 
     async def receive(self) -> ReceivedMessage:
-        """The next message from the inbox, waiting for one."""
+        """The next message from the inbox, waiting for one; ConnectionLost once the node is
+        closed."""
         while True:
+            if self._closed:
+                raise ConnectionLost("the node is closed")
             message = self._take()
             if message is not None:
                 return message
@@ -253,12 +263,18 @@ class Node:
         self._carry_out(self.runtime.mark_read(inbound, time.monotonic()))
 
     def _take(self) -> ReceivedMessage | None:
-        inbound, outputs = self.runtime.take_message(time.monotonic())
-        message = None if inbound is None else _received_message(inbound)
+        message, outputs = self._take_inbound()
         self._carry_out(outputs)
         return message
 
+    def _take_inbound(self) -> tuple[ReceivedMessage | None, list[RuntimeOutput]]:
+        """The oldest message in the inbox, and what taking it set in motion (not carried out)."""
+        inbound, outputs = self.runtime.take_message(time.monotonic())
+        return (None if inbound is None else _received_message(inbound)), outputs
+
     def _received(self, frame: Received) -> bool:
+        if self._closed:
+            return True  # the endpoint is closing: nothing more is handed to the runtime
         self._carry_out(self.runtime.receive(frame, time.monotonic()))
         return True  # the runtime releases it (ReleaseFrame), at once or once there is room
 
@@ -281,13 +297,27 @@ class Node:
         self._set_timer()
 
     def _messages_waiting(self) -> None:
+        """Publish the waiting messages in the order they arrived: each one before what taking it
+        set in motion (frames that waited for room, delivered now), which the loop takes next."""
         if not self.events.wants(ReceivedMessage):
             self._inbox_ready.set()
             return
-        while (message := self._take()) is not None:
-            self.events.publish(message)  # a subscriber that fails is counted and logged there
+        if self._publishing:
+            return  # re-entered from the loop below: it takes the new messages in turn
+        self._publishing = True
+        try:
+            while True:
+                message, outputs = self._take_inbound()
+                if message is None:
+                    break
+                self.events.publish(message)  # a subscriber that fails is counted and logged there
+                self._carry_out(outputs)
+        finally:
+            self._publishing = False
 
     def _transmit(self, command: TransmitEnvelope) -> None:
+        if self._closed:
+            return
         self.envelopes["out", command.msg_type.value] += 1
         try:
             sent = self.endpoint.send_frame_now(command.next_hop, command.wire, urgent=command.purpose is Purpose.ack)
@@ -302,11 +332,19 @@ class Node:
         task.add_done_callback(self._sending.discard)
 
     async def _transmit_later(self, command: TransmitEnvelope) -> None:
-        """Dial (at the known address, else through the relay) and wait for room, then send."""
+        """Dial (at the known address, else through the relay) and wait for room, then send; a
+        send that cannot leave within a delivery deadline has failed."""
         try:
-            sent = await self.endpoint.send_frame(command.next_hop, command.wire, self.addresses.get(command.next_hop))
+            async with asyncio.timeout(DELIVERY_DEADLINE_S):
+                sent = await self.endpoint.send_frame(
+                    command.next_hop, command.wire, self.addresses.get(command.next_hop)
+                )
         except TransportError as error:
             self._carry_out(self.runtime.transmit_failed(command.token, time.monotonic(), str(error)))
+            return
+        except TimeoutError:
+            reason = f"no room to send within {DELIVERY_DEADLINE_S:.0f} s"
+            self._carry_out(self.runtime.transmit_failed(command.token, time.monotonic(), reason))
             return
         self._left(command, sent)
 
@@ -352,7 +390,14 @@ class Node:
     def _on_timer(self) -> None:
         self._timer = None
         self._timer_deadline = None
-        self._carry_out(self.runtime.handle_timer(time.monotonic()))
+        if self._closed:
+            return
+        # The wall clock may have been stepped since (NTP): envelopes are stamped with it.
+        self.runtime.wall_offset_s = time.time() - time.monotonic()
+        try:
+            self._carry_out(self.runtime.handle_timer(time.monotonic()))
+        finally:
+            self._set_timer()  # re-armed even when a handler raised
 
     async def close(self) -> None:
         self._closed = True

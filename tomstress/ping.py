@@ -26,7 +26,7 @@ from typing import Any
 from tomproto.addresses import format_host_port
 from tomproto.core.delivery import DeliveryStatus
 from tomproto.core.runtime_events import MessageStatusChanged
-from tomproto.errors import Backpressure
+from tomproto.errors import Backpressure, LocalError
 from tomproto.identity import NodeId
 from tomproto.node import EnvelopeLeft, Node, ReceivedMessage
 from tomproto.sealing import new_message_id
@@ -319,9 +319,13 @@ class PingRun:
                 # A routed, acknowledged message: its departure comes back as an EnvelopeLeft.
                 message_id = new_message_id()
                 self._probe_ids[message_id] = (seq, sent_ns)
-                self.node.send_message_nowait(config.peer, encode_probe(probe), address=config.address,
-                                              message_id=message_id)  # fmt: skip
-        except (TransportError, TimeoutError, Backpressure) as error:
+                try:
+                    self.node.send_message_nowait(config.peer, encode_probe(probe), address=config.address,
+                                                  message_id=message_id)  # fmt: skip
+                except BaseException:
+                    self._probe_ids.pop(message_id, None)  # it never left: no EnvelopeLeft will name it
+                    raise
+        except (TransportError, TimeoutError, Backpressure, LocalError) as error:
             message = str(error) or "send timed out"
             self._archive_probe(self.tracker.send_failed(seq, sent_s, message))
             return

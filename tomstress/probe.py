@@ -21,7 +21,10 @@ from dataclasses import dataclass
 
 import msgpack
 
+from tomproto.core.runtime import RuntimeSettings
+
 __all__ = [
+    "MEASUREMENT_RUNTIME",
     "PROBE_TAG",
     "REPLY_TAG",
     "Probe",
@@ -48,6 +51,12 @@ __all__ = [
     "parse_hello",
     "parse_welcome",
 ]
+
+# The runtime of a measuring node (the ping's and the responder's): it neither backs up its own
+# probes and replies nor keeps replicas of others'. A probe is time-sensitive: one delivered from
+# a backup minutes or hours later is not a measurement, and a measuring node's store is not a
+# service to the network.
+MEASUREMENT_RUNTIME = RuntimeSettings(backup=False, accept_replicas=False)
 
 PROBE_TAG = b"TSP1"
 REPLY_TAG = b"TSR1"

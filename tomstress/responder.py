@@ -35,6 +35,7 @@ from tomproto.wire.envelope import MessageType
 from tomstress import __version__
 from tomstress.probe import (
     CAPABILITIES,
+    MEASUREMENT_RUNTIME,
     Budget,
     FollowUp,
     Hello,
@@ -102,7 +103,9 @@ class Responder:
         policy: CampaignPolicy | None = None,
     ) -> Responder:
         responder = cls(policy)
-        responder.node = await Node.start(identity, host, port, settings=settings, relay=relay)
+        # No backups: a reply delivered late is not a measurement (MEASUREMENT_RUNTIME).
+        responder.node = await Node.start(identity, host, port, settings=settings, relay=relay,
+                                          runtime=MEASUREMENT_RUNTIME)  # fmt: skip
         responder.node.events.subscribe(responder._answer, ReceivedMessage)
         responder.node.events.subscribe(responder._reply_left, EnvelopeLeft)
         responder.node.events.subscribe(responder._campaign_gone, PeerDisconnected)

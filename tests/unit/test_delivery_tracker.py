@@ -119,20 +119,28 @@ def test_at_most_max_records_finished_ones_are_kept_oldest_first_out() -> None:
 
 
 @settings(max_examples=200, deadline=None)
-@given(st.lists(st.tuples(st.integers(0, 4), st.sampled_from(list(S))), max_size=40))
-def test_unfinished_counts_exactly_the_records_neither_finished_nor_failed(
-    steps: list[tuple[int, DeliveryStatus]],
+@given(st.lists(st.tuples(st.integers(0, 4), st.sampled_from([*S, "backed_up", "sent"])), max_size=40))
+def test_unfinished_counts_exactly_the_records_neither_finished_nor_failed_nor_backed_up(
+    steps: list[tuple[int, DeliveryStatus | str]],
 ) -> None:
     tracker = DeliveryTracker()
     for index in range(5):
         tracked(tracker, f"m{index}")
-    for at_s, (index, status) in enumerate(steps):
-        before = tracker.get(f"m{index}").status  # type: ignore[union-attr]
-        moved = tracker.advance(f"m{index}", status, float(at_s))
-        after = tracker.get(f"m{index}").status  # type: ignore[union-attr]
+    for at_s, (index, step) in enumerate(steps):
+        message_id = f"m{index}"
+        if step == "backed_up":
+            tracker.backed_up(message_id, at_s + 100.0)
+            continue
+        if step == "sent":
+            tracker.sent(message_id, float(at_s))
+            continue
+        assert isinstance(step, DeliveryStatus)
+        before = tracker.get(message_id).status  # type: ignore[union-attr]
+        moved = tracker.advance(message_id, step, float(at_s))
+        after = tracker.get(message_id).status  # type: ignore[union-attr]
         assert after >= before if before is not S.failed else after is S.failed
         assert (moved is not None) == (after != before)
         if before >= S.delivered and before is not S.failed:
             assert after is not S.failed
-    expected = sum(1 for r in tracker.records.values() if r.status < S.delivered)
+    expected = sum(1 for r in tracker.records.values() if r.status < S.delivered and r.backed_up_until_s is None)
     assert tracker.unfinished == expected

@@ -4,11 +4,14 @@ original id when the recipient is back, every holder's copy then dropped; nothin
 
 from __future__ import annotations
 
+import pytest
+
 from tests.runtime_net import Net
 from tomproto.core.backup import MAX_BACKUP_TTL_S
 from tomproto.core.delivery import DeliveryStatus
 from tomproto.core.runtime import RuntimeSettings
-from tomproto.core.runtime_events import BackupDelivered, BackupExpired, BackupReplicated, BackupStored
+from tomproto.core.runtime_events import BackupDelivered, BackupExpired, BackupReplicated, BackupStored, RoomToSend
+from tomproto.errors import Backpressure
 
 S = DeliveryStatus
 
@@ -64,6 +67,26 @@ def test_a_backup_lives_24_hours_at_most_and_then_the_message_fails() -> None:
     assert len(net.rt("a").store) == 0 and len(net.rt("b").store) == 0  # nor any copy
     assert {e.message_id for e in net["a"].facts(BackupExpired)} == {message_id}
     assert net.rt("a").tracker.unfinished == 0
+
+
+def test_messages_kept_for_an_offline_peer_do_not_hold_other_sends_back() -> None:
+    net = Net("abc", per_node={"a": RuntimeSettings(max_unacknowledged=2)})
+    net.unreachable = lambda sent: sent.command.next_hop == net["c"].id
+    first = net.send("a", "c", b"one")
+    net.send("a", "c", b"two")
+    with pytest.raises(Backpressure):
+        net.send("a", "b", b"not yet")
+    net.advance(2.0)  # every attempt failed: both wait in the backup store
+    assert len(net.rt("a").store) == 2 and net.rt("a").tracker.unfinished == 0
+    assert net["a"].facts(RoomToSend)
+    net.send("a", "b", b"to b")
+    net.pump()
+    assert net["b"].plaintexts() == [b"to b"]
+    net.unreachable = lambda sent: False
+    net.carry_out("a", net.rt("a").peer_connected(net["c"].id, net.now))
+    net.pump()
+    assert sorted(net["c"].plaintexts()) == [b"one", b"two"]
+    assert net.status("a", first) is S.delivered and net.rt("a").tracker.unfinished == 0
 
 
 def test_a_message_is_not_kept_when_backups_are_off() -> None:

@@ -8,10 +8,13 @@ from __future__ import annotations
 import dataclasses
 import random
 
+import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from tests.runtime_net import Net
+from tomproto.core import backup_exchange
+from tomproto.core.backup import BackupEntry
 from tomproto.core.delivery import DeliveryStatus
 from tomproto.core.framing import FrameRefusal
 from tomproto.core.paths import Transport
@@ -37,7 +40,7 @@ from tomproto.wire.envelope import (
     encode_envelope,
     pack_signed,
 )
-from tomproto.wire.payloads import BackupMessageIdsPayload, BackupPayload, NodeRole, PeerAnnounce
+from tomproto.wire.payloads import BackupMessageIdsPayload, BackupPayload, BackupQueryPayload, NodeRole, PeerAnnounce
 
 R = RefusalReason
 DAY_MS = 24 * 3600 * 1000
@@ -200,15 +203,35 @@ def test_a_replay_under_a_new_id_is_caught_by_its_nonce() -> None:
     assert net["b"].plaintexts() == [b"once"]
 
 
-def test_a_peer_announce_cannot_make_another_node_a_relay() -> None:
-    net = Net("abc")
-    announce = PeerAnnounce(net["c"].id.hex, "c", (NodeRole.Relay,), None, net.wall_ms())
-    net.inject("a", "b", net.seal("b", "a", MessageType.PeerAnnounce, encode(announce), encrypt=False))
-    net.inject("a", "c", net.seal("c", "a", MessageType.Heartbeat, b"", encrypt=False))  # c is online for a
-    assert net.rt("a").relay_for(net["b"].id) is None
-    mine = PeerAnnounce(net["c"].id.hex, "c", (NodeRole.Relay,), None, net.wall_ms())
+def test_a_peer_announcing_the_relay_role_is_not_routed_through_only_a_configured_relay_is() -> None:
+    net = Net("abcr")
+    net.rt("a").settings = RuntimeSettings(relays=frozenset({net["r"].id}))
+    mine = PeerAnnounce(net["c"].id.hex, "c", (NodeRole.Relay,), None, net.wall_ms())  # self-declared
     net.inject("a", "c", net.seal("c", "a", MessageType.PeerAnnounce, encode(mine), encrypt=False))
-    assert net.rt("a").relay_for(net["b"].id) == net["c"].id
+    assert net.rt("a").liveness.status(net["c"].id) is not None  # c is online for a
+    assert net.rt("a").relay_for(net["b"].id) is None
+    net.inject("a", "r", net.seal("r", "a", MessageType.Heartbeat, b"", encrypt=False))
+    assert net.rt("a").relay_for(net["b"].id) == net["r"].id
+
+
+def test_a_stale_replay_does_not_make_its_signer_or_peer_online() -> None:
+    net = Net("abm")
+    net.now = 1_000.0
+    old = net.seal("a", "b", payload=b"old", at_s=1.0)
+    assert_refused(net, "b", "m", old, R.stale)
+    assert net.rt("b").liveness.status(net["a"].id) is None
+    assert net.rt("b").liveness.status(net["m"].id) is None
+
+
+def test_a_fresh_plain_message_replayed_after_the_dedup_table_overflowed_is_refused_as_stale() -> None:
+    net = Net("abm", settings=RuntimeSettings(dedup_capacity=3))
+    first = net.seal("a", "b", MessageType.GroupMessage, b"first", encrypt=False)
+    net.inject("b", "a", first)
+    for index in range(3):
+        net.advance(net.now + 1.0)
+        net.inject("b", "a", net.seal("a", "b", MessageType.GroupMessage, b"later %d" % index, encrypt=False))
+    assert_refused(net, "b", "m", first, R.stale)  # still fresh (3 s old), but forgotten
+    assert net["b"].plaintexts().count(b"first") == 1
 
 
 # -- the backup exchange --------------------------------------------------------------------------
@@ -249,6 +272,52 @@ def test_a_backup_replicate_by_someone_other_than_the_sender_is_refused() -> Non
     assert_refused(net, "b", "m", backup_wire(net, "m", "b", for_b, msg_type=MessageType.BackupReplicate),
                    R.backup_refused)  # fmt: skip
     assert net["b"].inbox == []
+
+
+def test_a_replica_is_kept_only_from_its_sender_on_a_link_of_our_own() -> None:
+    net = Net("abcm")
+    inner = net.seal("a", "c", payload=b"for c")  # signed and replicated by a, but forwarded by m
+    assert_refused(net, "b", "m", backup_wire(net, "a", "b", inner, msg_type=MessageType.BackupReplicate),
+                   R.backup_refused)  # fmt: skip
+    assert len(net.rt("b").store) == 0
+
+
+def test_a_sender_gets_at_most_max_replicas_per_sender_kept(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(backup_exchange, "MAX_REPLICAS_PER_SENDER", 2)
+    net = Net("abc")
+    for index in range(2):
+        inner = net.seal("a", "c", payload=b"for c %d" % index)
+        net.inject("b", "a", backup_wire(net, "a", "b", inner, msg_type=MessageType.BackupReplicate))
+    inner = net.seal("a", "c", payload=b"one too many")
+    refusal = assert_refused(net, "b", "a", backup_wire(net, "a", "b", inner, msg_type=MessageType.BackupReplicate),
+                             R.backup_refused)  # fmt: skip
+    assert "too many" in refusal.detail and len(net.rt("b").store) == 2
+
+
+def test_a_full_store_refuses_a_replica_rather_than_evict_one_of_our_own() -> None:
+    net = Net("abc")
+    store = net.rt("b").store
+    store.capacity = 1
+    mine = verify_envelope(net.seal("b", "c", payload=b"mine"))
+    store.add(BackupEntry(mine.id, net["c"].id, net["b"].id, encode_envelope(mine), 3600.0,
+                          net.wall_ms(3600.0), replica=False, next_attempt_s=5.0))  # fmt: skip
+    inner = net.seal("a", "c", payload=b"for c")
+    refusal = assert_refused(net, "b", "a", backup_wire(net, "a", "b", inner, msg_type=MessageType.BackupReplicate),
+                             R.backup_refused)  # fmt: skip
+    assert refusal.detail == "store full" and mine.id in store and len(store) == 1
+
+
+def test_a_backup_query_does_not_resend_what_was_just_attempted() -> None:
+    net = Net("abc")
+    inner = net.seal("a", "c", payload=b"for c")
+    net.inject("b", "a", backup_wire(net, "a", "b", inner, msg_type=MessageType.BackupReplicate))
+    query = encode(BackupQueryPayload(net["c"].id.hex))
+    for _ in range(3):  # c comes online (an attempt), then asks, and asks again
+        net.inject("b", "c", net.seal("c", "b", MessageType.BackupQuery, query, encrypt=False))
+    assert len(net.sent_by("b", msg_type=MessageType.BackupDeliver)) == 1
+    net.now += 5.0
+    net.inject("b", "c", net.seal("c", "b", MessageType.BackupQuery, query, encrypt=False))
+    assert len(net.sent_by("b", msg_type=MessageType.BackupDeliver)) == 2
 
 
 def test_a_backup_confirm_from_a_peer_that_is_not_the_recipient_removes_nothing() -> None:

@@ -2,7 +2,7 @@
 
 Rules it enforces (spec/protocol.md §7):
 - an entry lives min(requested, 24 h) and no longer; at most `capacity` (10 000) entries, the one
-  closest to expiring evicted first;
+  closest to expiring evicted first (to keep one of ours: a replica is refused when full);
 - an entry is the recipient's original envelope, byte for byte: re-delivery keeps the original
   message id, so the recipient's dedup holds across every holder;
 - an entry goes once the recipient confirms delivery (or, for our own message, ACKs it);
@@ -37,6 +37,7 @@ class BackupEntry:
     asked: set[NodeId] = field(default_factory=set)  # holders asked to keep one
     next_attempt_s: float = 0.0  # the next try to deliver it
     attempts: int = 0
+    last_attempt_s: float = float("-inf")  # the last try
 
 
 class BackupStore:
@@ -44,6 +45,7 @@ class BackupStore:
         self.capacity = capacity
         self._entries: dict[str, BackupEntry] = {}
         self._by_recipient: dict[NodeId, set[str]] = {}
+        self._replicas_by_sender: dict[NodeId, int] = {}
         self._next_deadline: float | None = None
         self._deadline_known = True  # False: recompute (a walk over the entries) when asked
 
@@ -59,6 +61,14 @@ class BackupStore:
     def get(self, message_id: str) -> BackupEntry | None:
         return self._entries.get(message_id)
 
+    @property
+    def full(self) -> bool:
+        return len(self._entries) >= self.capacity
+
+    def replicas_from(self, sender: NodeId) -> int:
+        """How many replicas we hold for `sender`."""
+        return self._replicas_by_sender.get(sender, 0)
+
     def add(self, entry: BackupEntry) -> list[BackupEntry]:
         """Keep `entry` (a copy we already hold is kept, with the later expiry); the entries
         evicted to make room, closest to expiring first."""
@@ -73,6 +83,8 @@ class BackupStore:
             self.remove(oldest.message_id)
         self._entries[entry.message_id] = entry
         self._by_recipient.setdefault(entry.recipient, set()).add(entry.message_id)
+        if entry.replica:
+            self._replicas_by_sender[entry.sender] = self.replicas_from(entry.sender) + 1
         self._deadline_known = False
         return evicted
 
@@ -85,6 +97,12 @@ class BackupStore:
         entry = self._entries.pop(message_id, None)
         if entry is not None:
             self._deadline_known = False
+            if entry.replica:
+                count = self._replicas_by_sender[entry.sender] - 1
+                if count:
+                    self._replicas_by_sender[entry.sender] = count
+                else:
+                    del self._replicas_by_sender[entry.sender]
             ids = self._by_recipient.get(entry.recipient)
             if ids is not None:
                 ids.discard(message_id)

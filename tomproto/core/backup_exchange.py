@@ -4,10 +4,13 @@ and delivering them, once, when the recipient can be reached again. Part of the 
 Rules it enforces (spec/protocol.md §7, with our decisions):
 - a message of ours that no transport attempt could deliver is kept min(ttl, 24 h), and
   replicated (BackupReplicate) on up to 5 online peers other than the recipient; a holder keeps
-  a replica only of the replicating peer's own message, after checking the inner envelope's
-  signature and addresses, and confirms it (BackupReplicateAck);
+  a replica only of the replicating peer's own message, sent on a link of our own (not
+  forwarded), after checking the inner envelope's signature and addresses, at most
+  MAX_REPLICAS_PER_SENDER per sender and never by evicting an entry (a full store refuses it),
+  and confirms it (BackupReplicateAck);
 - every holder tries to deliver (BackupDeliver, carrying the original envelope byte for byte)
-  when the recipient comes back Online, and otherwise every 5 s doubling to 60 s; the recipient
+  when the recipient comes back Online, and otherwise every 5 s doubling to 60 s (never twice
+  within 5 s, however often the recipient comes back or asks); the recipient
   checks the inner envelope as if it came directly, delivers it once (its dedup holds across
   holders, for as long as the backup could live), ACKs the original sender and confirms to the
   holder (BackupConfirmDelivery), which then drops its entry (a confirmation from anyone else is
@@ -46,11 +49,12 @@ from tomproto.wire.payloads import (
 if TYPE_CHECKING:
     from tomproto.core.runtime import Disposition, Runtime, RuntimeOutput
 
-__all__ = ["BackupExchange", "FIRST_RETRY_S", "MAX_RETRY_S"]
+__all__ = ["BackupExchange", "FIRST_RETRY_S", "MAX_RETRY_S", "MAX_REPLICAS_PER_SENDER"]
 
 FIRST_RETRY_S = 5.0
 MAX_RETRY_S = 60.0
 _MAX_DOUBLINGS = 16  # FIRST_RETRY_S doubled this often is far past MAX_RETRY_S
+MAX_REPLICAS_PER_SENDER = 1000  # one peer cannot fill our store with its messages
 VIABILITY = 100  # the reference's viability score; we do not rank holders yet
 
 
@@ -74,7 +78,8 @@ class BackupExchange:
             replica=False, next_attempt_s=now + FIRST_RETRY_S,
         )  # fmt: skip
         self._add(entry, now, out)
-        runtime.tracker.backed_up(record.message_id, entry.expires_s)
+        runtime.tracker.backed_up(record.message_id, entry.expires_s)  # no longer holds senders back
+        runtime.room_freed(out)
         self._replicate(entry, now, out)
 
     def own_delivered(self, message_id: str, now: float, out: list[RuntimeOutput]) -> None:
@@ -122,6 +127,9 @@ class BackupExchange:
 
     def _attempt(self, entry: BackupEntry, now: float, out: list[RuntimeOutput]) -> None:
         runtime = self.runtime
+        if now - entry.last_attempt_s < FIRST_RETRY_S and entry.next_attempt_s > now:
+            return  # tried a moment ago (its scheduled retry is not due): a query does not resend it all
+        entry.last_attempt_s = now
         entry.attempts += 1
         doublings = min(entry.attempts - 1, _MAX_DOUBLINGS)  # 2 ** 1024 does not fit a float (~17 h of tries)
         self.store.schedule(entry, now + min(MAX_RETRY_S, FIRST_RETRY_S * 2**doublings))
@@ -212,10 +220,18 @@ class BackupExchange:
             return self._delivered_to_us(envelope, sender, backup, frame, now, out)
         if not runtime.settings.accept_replicas:
             return runtime.refuse(RefusalReason.backup_refused, frame, envelope, "we keep no replicas", now, out)
+        if frame.peer != sender:
+            return runtime.refuse(RefusalReason.backup_refused, frame, envelope, "a replica comes on its sender's link",
+                                  now, out)  # fmt: skip
         expires_in_s = min(backup.expires_at_ms / 1000 - runtime.wall_ms(now) / 1000, MAX_BACKUP_TTL_S)
         if expires_in_s <= 0:
             return runtime.refuse(RefusalReason.stale, frame, envelope, "the backup has expired", now, out)
         if backup.message_id not in self.store:
+            if self.store.full:  # our own entries are never evicted for someone else's
+                return runtime.refuse(RefusalReason.backup_refused, frame, envelope, "store full", now, out)
+            if self.store.replicas_from(sender) >= MAX_REPLICAS_PER_SENDER:
+                return runtime.refuse(RefusalReason.backup_refused, frame, envelope, "too many replicas from it",
+                                      now, out)  # fmt: skip
             entry = BackupEntry(
                 backup.message_id, NodeId(bytes.fromhex(backup.recipient_id)), sender, backup.payload,
                 now + expires_in_s, backup.expires_at_ms, replica=True, next_attempt_s=now + FIRST_RETRY_S,
@@ -242,12 +258,10 @@ class BackupExchange:
         if expires_in_s <= 0:
             return runtime.refuse(RefusalReason.stale, frame, envelope, "the backup has expired", now, out)
         # The expiry is the holder's word; the inner timestamp is the sender's, signed. A message
-        # older than any backup may live, or older than what we still remember having delivered,
-        # cannot be told from a replay.
+        # older than any backup may live cannot be told from a replay (nor one older than what we
+        # still remember having delivered: `deliver` refuses that).
         if runtime.wall_ms(now) - inner.timestamp_ms > MAX_BACKUP_TTL_S * 1000:
             return runtime.refuse(RefusalReason.stale, frame, envelope, "older than any backup lives", now, out)
-        if runtime.forgotten(inner, now):
-            return runtime.refuse(RefusalReason.stale, frame, envelope, "older than our dedup memory", now, out)
         original_sender = NodeId(bytes.fromhex(inner.sender))
         return runtime.deliver(inner, original_sender, frame, now, out, holder=holder,
                                remember_until_s=now + expires_in_s)  # fmt: skip

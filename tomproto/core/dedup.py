@@ -77,7 +77,8 @@ class ExpiringSet:
 
 
 class RecentSet:
-    """The last `capacity` keys added (least recently added forgotten first)."""
+    """The last `capacity` keys seen (least recently seen forgotten first: seeing a key again
+    makes it the most recent)."""
 
     def __init__(self, capacity: int) -> None:
         self.capacity = capacity

@@ -9,7 +9,8 @@ Rules it enforces (spec/protocol.md §5):
   bytes (the recipient's dedup re-ACKs a copy it already has); after 2 resends and 30 s more, it
   is Failed (~90 s);
 - a message held in the backup store for an offline recipient waits for it instead (until its
-  backup expires, 24 h at most), then fails;
+  backup expires, 24 h at most), then fails; meanwhile it does not count in `unfinished` (what
+  holds senders back: the backup store's capacity bounds these), and counts again if it is sent;
 - nothing is kept forever: a finished record is forgotten after `FINISHED_RECORD_TTL_S`, every
   record after 24 h, and the table holds at most `max_records` finished ones.
 """
@@ -79,6 +80,7 @@ class TrackedMessage:
     relays: tuple[str, ...] = ()  # hex NodeIds it is routed through
     key: int = 0  # its key in the tracker's deadlines
     transport_attempts: int = 0  # of the current transmission (the first send or a resend)
+    counted: bool = True  # in the tracker's `unfinished` (not while it waits in the backup store)
 
     def wakes_at(self) -> float | None:
         if self.finished or self.status is DeliveryStatus.failed:
@@ -136,7 +138,9 @@ class DeliveryTracker:
             record.deadline_s = None
             record.backed_up_until_s = None
         if not was_finished and (record.finished or status is DeliveryStatus.failed):
-            self.unfinished -= 1
+            if record.counted:
+                record.counted = False
+                self.unfinished -= 1
             self._finished[message_id] = now
             while len(self._finished) > self.max_records:
                 old, _ = self._finished.popitem(last=False)
@@ -157,14 +161,22 @@ class DeliveryTracker:
             return None
         record.deadline_s = now + DELIVERY_DEADLINE_S
         record.backed_up_until_s = None
+        if not record.counted:
+            record.counted = True
+            self.unfinished += 1
         self._schedule(record)
         return self.advance(message_id, DeliveryStatus.sent, now)
 
     def backed_up(self, message_id: str, until_s: float) -> None:
+        """The message waits in the backup store until `until_s`: it no longer counts in
+        `unfinished` (the store's capacity bounds it)."""
         record = self.records.get(message_id)
-        if record is not None and not record.finished:
+        if record is not None and not record.finished and record.status is not DeliveryStatus.failed:
             record.backed_up_until_s = until_s
             record.deadline_s = None
+            if record.counted:
+                record.counted = False
+                self.unfinished -= 1
             self._schedule(record)
 
     def resent(self, record: TrackedMessage) -> None:

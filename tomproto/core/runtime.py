@@ -6,7 +6,9 @@ Rules it enforces (spec/protocol.md §5 and §7, with our decisions):
   reason, and tells the transport peer (its stream is reset with the refusal), never an exception;
 - `len(via) > 4` is refused; an envelope older than `max_envelope_age_s` or further ahead than
   `max_clock_ahead_s` is refused (dedup entries outlive the age limit, so a replay is refused as
-  stale, never delivered twice);
+  stale, never delivered twice; once the dedup table overflowed, a message older than what it
+  still remembers is refused as stale too); only an envelope past these checks refreshes the
+  liveness of its peer and signer;
 - addressed to us: Ack and ReadReceipt move our tracker forward once (anti-replay on
   `original_id:from:type`, 5 min) and only when they come from the peer that may send them;
   anything else is deduplicated on `id:from` and delivered once, then ACKed (RecipientReceived,
@@ -17,13 +19,14 @@ Rules it enforces (spec/protocol.md §5 and §7, with our decisions):
 - we are in `via`: forward to the next hop with ttl - 1 (an envelope that arrives with ttl 0 is
   refused) and send RelayForwarded straight back to the sender; not ours and we are not in
   `via`: forward directly to the recipient;
-- sending: at most `max_unacknowledged` messages of ours not yet Delivered (beyond, `send` raises
-  Backpressure and `RoomToSend` says when to try again); at most `max_in_transit_per_peer`
-  handed to the transport per next hop; transport attempts at once, +0.5 s, +1 s (the later ones
-  through a Relay peer when the first failed and one is online); then the message goes to the
-  backup store, replicated on up to 5 online peers, and is delivered, with its original id, when
-  the recipient is reachable again (so does a resend that cannot leave: its recipient vanished
-  after the first copy went);
+- sending: at most `max_unacknowledged` messages of ours not yet Delivered and not in the backup
+  store (beyond, `send` raises Backpressure and `RoomToSend` says when to try again; the backup
+  store's own capacity bounds the rest); at most `max_in_transit_per_peer` handed to the
+  transport per next hop; transport attempts at once, +0.5 s, +1 s (the later ones through a
+  configured Relay peer, `settings.relays`, when the first failed and one is online; an announced
+  role is not trusted); then the message goes to the backup store, replicated on up to 5 online
+  peers, and is delivered, with its original id, when the recipient is reachable again (so does
+  a resend that cannot leave: its recipient vanished after the first copy went);
 - datagrams are never ACKed nor resent (they measure path loss); they are deduplicated all the
   same, and refused when the inbox is full (a datagram cannot wait).
 """
@@ -76,7 +79,7 @@ from tomproto.wire.envelope import (
     encode_envelope,
     pack_signed,
 )
-from tomproto.wire.payloads import AckPayload, AckType, NodeRole, PeerAnnounce, ReadReceiptPayload
+from tomproto.wire.payloads import AckPayload, AckType, PeerAnnounce, ReadReceiptPayload
 
 __all__ = ["Runtime", "RuntimeSettings", "RuntimeCounters", "RuntimeOutput", "MAX_VIA"]
 
@@ -85,7 +88,6 @@ DEDUP_TTL_S = 600.0  # id:from
 ACK_REPLAY_TTL_S = 300.0  # original_id:from:type
 NONCE_MEMORY = 50_000
 HEARTBEAT_CHECK_S = 1.0
-MAX_ANNOUNCED_RELAYS = 1024
 ANNOUNCE_MAX_AGE_S = 3600.0  # spec §5b: a PeerAnnounce is accepted up to 1 h old...
 ANNOUNCE_MAX_AHEAD_S = 300.0  # ...and 5 min in the future
 
@@ -104,9 +106,9 @@ class RuntimeSettings:
     max_envelope_age_s: float = 540.0  # under DEDUP_TTL_S
     max_clock_ahead_s: float = 300.0
     heartbeat_interval_s: float = 10.0
-    relays: frozenset[NodeId] = frozenset()  # peers known to have the Relay role
+    relays: frozenset[NodeId] = frozenset()  # configured Relay peers: the only ones routed around through
     # Deliveries remembered (24 h each, ~120 bytes): past this, the oldest are forgotten and a
-    # backup older than them is refused as stale.
+    # message (direct or backup) older than them is refused as stale.
     dedup_capacity: int = 100_000
     backup: bool = True
     backup_ttl_s: float = MAX_BACKUP_TTL_S
@@ -166,7 +168,7 @@ class Runtime:
         self.settings = settings
         self.me = identity.node_id
         self._me_hex = identity.node_id.hex
-        self._wall_offset_s = wall_offset_s
+        self.wall_offset_s = wall_offset_s  # Unix time minus `now`: the driver may refresh it
         self._random_bytes = random_bytes
         self.counters = RuntimeCounters()
         self.tracker = DeliveryTracker()
@@ -184,13 +186,12 @@ class Runtime:
         self._last_sent_to: dict[NodeId, float] = {}
         self._linked: dict[NodeId, None] = {}  # peers heard on a link of our own (not via a relay)
         self._next_heartbeat_check = now + HEARTBEAT_CHECK_S
-        self._announced_relays: dict[NodeId, None] = {}
         self._senders_waiting = False
 
     # -- clocks and sealing ---------------------------------------------------------------------
 
     def wall_ms(self, now: float) -> int:
-        return int((now + self._wall_offset_s) * 1000)
+        return int((now + self.wall_offset_s) * 1000)
 
     def seal(
         self, peer: NodeId, msg_type: MessageType, payload: bytes, now: float, *, encrypt: bool | None = None,
@@ -296,9 +297,11 @@ class Runtime:
         record.relays = (relay.hex,)
 
     def relay_for(self, target: NodeId) -> NodeId | None:
-        """The most recently heard online peer with the Relay role, other than the target."""
+        """The most recently heard online configured relay (`settings.relays`), other than the
+        target. A Relay role announced in a PeerAnnounce is the peer's own word: not trusted
+        until roles and reputation are (ROADMAP)."""
         for peer in self.liveness.online():
-            if peer != target and (peer in self.settings.relays or peer in self._announced_relays):
+            if peer != target and peer in self.settings.relays:
                 return peer
         return None
 
@@ -340,13 +343,9 @@ class Runtime:
             return self.refuse(RefusalReason(refused.reason.value), frame, None, str(refused), now, out)
         sender = NodeId(bytes.fromhex(envelope.sender))  # its signature verified: a valid key
         if not self.spam.admit(sender, envelope.msg_type, now):
-            self.refuse(RefusalReason.throttled, frame, envelope, "over its budget", now, out)
-            return FrameRefusal.throttled
+            return self.refuse(RefusalReason.throttled, frame, envelope, "over its budget", now, out,
+                               FrameRefusal.throttled)  # fmt: skip
         self.counters.received[envelope.msg_type.value] += 1
-        self._linked[frame.peer] = None
-        self.heard_from(frame.peer, now, out)
-        if sender != frame.peer:
-            self.heard_from(sender, now, out)
         age_s = self.wall_ms(now) / 1000 - envelope.timestamp_ms / 1000
         if age_s > self.settings.max_envelope_age_s:
             return self.refuse(RefusalReason.stale, frame, envelope, f"{age_s:.0f} s old", now, out)
@@ -354,6 +353,11 @@ class Runtime:
             return self.refuse(RefusalReason.from_the_future, frame, envelope, f"{-age_s:.0f} s ahead", now, out)
         if len(envelope.via) > MAX_VIA:
             return self.refuse(RefusalReason.via_too_long, frame, envelope, f"{len(envelope.via)} hops", now, out)
+        # Only a fresh envelope says its peers are alive (a replayed one says nothing of them).
+        self._linked[frame.peer] = None
+        self.heard_from(frame.peer, now, out)
+        if sender != frame.peer:
+            self.heard_from(sender, now, out)
         if envelope.recipient == self._me_hex:
             return self._addressed_to_me(envelope, sender, frame, now, out)
         if self._me_hex in envelope.via:
@@ -364,14 +368,15 @@ class Runtime:
 
     def refuse(
         self, reason: RefusalReason, frame: Received, envelope: Envelope | None, detail: str, now: float,
-        out: list[RuntimeOutput],
+        out: list[RuntimeOutput], refusal: FrameRefusal = FrameRefusal.rejected,
     ) -> FrameRefusal:  # fmt: skip
+        """Count and publish a refusal; `refusal`, what the transport peer is told."""
         self.counters.refused[reason.value] += 1
         out.append(EnvelopeRefused(
             reason, frame.peer, None if envelope is None else envelope.sender,
             None if envelope is None else envelope.id, detail, now,
         ))  # fmt: skip
-        return FrameRefusal.rejected
+        return refusal
 
     def heard_from(self, peer: NodeId, now: float, out: list[RuntimeOutput]) -> None:
         change = self.liveness.heard_from(peer, now)
@@ -437,6 +442,10 @@ class Runtime:
         out.append(MessageStatusChanged(message_id, record.peer, status, now))
         if status >= DeliveryStatus.delivered and status is not DeliveryStatus.failed:
             self.backups.own_delivered(message_id, now, out)
+        self.room_freed(out)
+
+    def room_freed(self, out: list[RuntimeOutput]) -> None:
+        """Tell senders waiting for room that there is some now."""
         if self._senders_waiting and self.can_send:
             self._senders_waiting = False
             out.append(RoomToSend())
@@ -451,13 +460,7 @@ class Runtime:
         age_s = (self.wall_ms(now) - announce.timestamp_ms) / 1000
         if age_s > ANNOUNCE_MAX_AGE_S or -age_s > ANNOUNCE_MAX_AHEAD_S:
             return self.refuse(RefusalReason.stale, frame, envelope, f"announced {age_s:.0f} s ago", now, out)
-        if announce.node_id == envelope.sender and NodeRole.Relay in announce.roles:
-            self._announced_relays[sender] = None
-            if len(self._announced_relays) > MAX_ANNOUNCED_RELAYS:
-                del self._announced_relays[next(iter(self._announced_relays))]
-        elif announce.node_id == envelope.sender:
-            self._announced_relays.pop(sender, None)
-        return None
+        return None  # checked, and not acted on yet: an announced role is the peer's own word
 
     # -- delivery to the application ------------------------------------------------------------
 
@@ -484,6 +487,8 @@ class Runtime:
             if holder is not None:
                 self.backups.confirm(holder, envelope.id, now, out)
             return None
+        if self.forgotten(envelope, now):
+            return self.refuse(RefusalReason.stale, frame, envelope, "older than our dedup memory", now, out)
         if not reliable:
             if not self._inbox_has_room(len(envelope.payload)):
                 return self.refuse(RefusalReason.inbox_full, frame, envelope, "a datagram cannot wait", now, out)
@@ -520,8 +525,8 @@ class Runtime:
 
     def _hold(self, held: _Held, frame: Received, now: float, out: list[RuntimeOutput]) -> Disposition:
         if len(self._held) >= self.settings.max_held_frames:
-            self.refuse(RefusalReason.inbox_full, frame, held.envelope, "too many frames waiting", now, out)
-            return FrameRefusal.unavailable
+            return self.refuse(RefusalReason.inbox_full, frame, held.envelope, "too many frames waiting", now, out,
+                               FrameRefusal.unavailable)  # fmt: skip
         if not self._held:
             out.append(InboxFull(len(self._held) + 1, now))
         self._held.append(held)

@@ -155,7 +155,7 @@ class RefusalReason(enum.StrEnum):
     replayed_nonce = "replayed_nonce"
     forged_ack = "forged_ack"  # an ACK from a peer that has nothing to acknowledge
     bad_payload = "bad_payload"  # an ACK, receipt or backup payload that does not parse
-    inbox_full = "inbox_full"  # a datagram (which cannot wait) while the inbox is full
+    inbox_full = "inbox_full"  # a datagram (which cannot wait) while the inbox is full, or too many frames waiting
     backup_refused = "backup_refused"  # a backup for someone else's message, or ours is full
 
 

@@ -39,6 +39,7 @@ from tomstress.cli.common import (
 )
 from tomstress.local import local_responder
 from tomstress.ping import PHASE, PingConfig, PingRun, probes_for_duration
+from tomstress.probe import MEASUREMENT_RUNTIME
 from tomstress.probe_sizes import size_problem
 from tomstress.render import LiveView, print_brief_summary, print_summary
 
@@ -138,7 +139,8 @@ async def _run(
     stderr = Console(file=guarded_stderr(), soft_wrap=True)  # type: ignore[arg-type]
     # The node first: a bind or a relay that refuses us must not leave an empty archive behind.
     node = await Node.start(
-        identity, wildcard_for(config.address or config.relay), 0, settings=invocation.transport, relay=config.relay
+        identity, wildcard_for(config.address or config.relay), 0, settings=invocation.transport, relay=config.relay,
+        runtime=MEASUREMENT_RUNTIME,  # no backups: a late probe is not a measurement
     )
     try:
         try:

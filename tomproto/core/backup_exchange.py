@@ -175,10 +175,8 @@ class BackupExchange:
     ) -> Disposition:
         msg_type = envelope.msg_type
         try:
-            if msg_type in (MessageType.BackupReplicate, MessageType.BackupStore):
-                return self._keep_replica(envelope, sender, decode(envelope.payload, BackupPayload), frame, now, out)
-            if msg_type is MessageType.BackupDeliver:
-                return self._delivered_to_us(envelope, sender, decode(envelope.payload, BackupPayload), frame, now, out)
+            if msg_type in (MessageType.BackupReplicate, MessageType.BackupStore, MessageType.BackupDeliver):
+                return self._backup(envelope, sender, decode(envelope.payload, BackupPayload), frame, now, out)
             if msg_type is MessageType.BackupReplicateAck:
                 self._replica_kept(sender, decode(envelope.payload, BackupReplicateAckPayload).message_id, now, out)
             elif msg_type is MessageType.BackupConfirmDelivery:
@@ -206,24 +204,39 @@ class BackupExchange:
             return "the backup names another recipient than its envelope"
         return inner
 
+    def _backup(
+        self, envelope: Envelope, sender: NodeId, backup: BackupPayload, frame: Received, now: float,
+        out: list[RuntimeOutput],
+    ) -> Disposition:  # fmt: skip
+        """A replica to keep or a delivery to us: the envelope it carries is checked (and its
+        signature verified) once, here."""
+        runtime = self.runtime
+        inner = self._inner(backup)
+        if isinstance(inner, str):
+            return runtime.refuse(RefusalReason.backup_refused, frame, envelope, inner, now, out)
+        if envelope.msg_type is not MessageType.BackupDeliver:
+            if backup.sender_id != envelope.sender:
+                return runtime.refuse(RefusalReason.backup_refused, frame, envelope, "only a sender replicates", now,
+                                      out)  # fmt: skip
+            if inner.recipient != runtime.me.hex:  # a replica of a message for us is a delivery
+                return self._keep_replica(envelope, sender, backup, frame, now, out)
+        return self._delivered_to_us(envelope, sender, backup, inner, frame, now, out)
+
+    def _expires_in_s(self, backup: BackupPayload, now: float) -> float:
+        """How long the backup may still live: its holder's word, 24 h at most."""
+        return min(backup.expires_at_ms / 1000 - self.runtime.wall_ms(now) / 1000, MAX_BACKUP_TTL_S)
+
     def _keep_replica(
         self, envelope: Envelope, sender: NodeId, backup: BackupPayload, frame: Received, now: float,
         out: list[RuntimeOutput],
     ) -> Disposition:  # fmt: skip
         runtime = self.runtime
-        inner = self._inner(backup)
-        if isinstance(inner, str):
-            return runtime.refuse(RefusalReason.backup_refused, frame, envelope, inner, now, out)
-        if backup.sender_id != envelope.sender:
-            return runtime.refuse(RefusalReason.backup_refused, frame, envelope, "only a sender replicates", now, out)
-        if inner.recipient == runtime.me.hex:  # a replica of a message for us: it is a delivery
-            return self._delivered_to_us(envelope, sender, backup, frame, now, out)
         if not runtime.settings.accept_replicas:
             return runtime.refuse(RefusalReason.backup_refused, frame, envelope, "we keep no replicas", now, out)
         if frame.peer != sender:
             return runtime.refuse(RefusalReason.backup_refused, frame, envelope, "a replica comes on its sender's link",
                                   now, out)  # fmt: skip
-        expires_in_s = min(backup.expires_at_ms / 1000 - runtime.wall_ms(now) / 1000, MAX_BACKUP_TTL_S)
+        expires_in_s = self._expires_in_s(backup, now)
         if expires_in_s <= 0:
             return runtime.refuse(RefusalReason.stale, frame, envelope, "the backup has expired", now, out)
         if backup.message_id not in self.store:
@@ -243,18 +256,15 @@ class BackupExchange:
         return None
 
     def _delivered_to_us(
-        self, envelope: Envelope, holder: NodeId, backup: BackupPayload, frame: Received, now: float,
-        out: list[RuntimeOutput],
+        self, envelope: Envelope, holder: NodeId, backup: BackupPayload, inner: Envelope, frame: Received,
+        now: float, out: list[RuntimeOutput],
     ) -> Disposition:  # fmt: skip
         runtime = self.runtime
-        inner = self._inner(backup)
-        if isinstance(inner, str):
-            return runtime.refuse(RefusalReason.backup_refused, frame, envelope, inner, now, out)
         if inner.recipient != runtime.me.hex:
             return runtime.refuse(RefusalReason.wrong_recipient, frame, envelope, "a backup for another node", now, out)
         if inner.msg_type in UNACKED_TYPES:
             return runtime.refuse(RefusalReason.backup_refused, frame, envelope, "not a message", now, out)
-        expires_in_s = min(backup.expires_at_ms / 1000 - runtime.wall_ms(now) / 1000, MAX_BACKUP_TTL_S)
+        expires_in_s = self._expires_in_s(backup, now)
         if expires_in_s <= 0:
             return runtime.refuse(RefusalReason.stale, frame, envelope, "the backup has expired", now, out)
         # The expiry is the holder's word; the inner timestamp is the sender's, signed. A message

@@ -50,6 +50,7 @@ from tomproto.events import EventHub
 from tomproto.identity import Identity, NodeId
 from tomproto.sealing import SealedEnvelope, seal_envelope
 from tomproto.transport import MAX_DATAGRAM_BYTES, Endpoint, Sent, TransportSettings
+from tomproto.transport.wakeup import Wakeup
 from tomproto.wire.envelope import DEFAULT_TTL, Envelope, MessageType
 
 __all__ = [
@@ -121,8 +122,7 @@ class Node:
         self._room = asyncio.Event()
         self._sending: set[asyncio.Task[None]] = set()
         self._streams: OrderedDict[tuple[int, int], tuple[str, NodeId]] = OrderedDict()
-        self._timer: asyncio.TimerHandle | None = None
-        self._timer_deadline: float | None = None
+        self._wakeup = Wakeup(self._on_timer)
         self._closed = False
         self._publishing = False  # _messages_waiting is taking and publishing messages
         endpoint.on_delivery = self._received
@@ -374,22 +374,10 @@ class Node:
     # -- time -----------------------------------------------------------------------------------
 
     def _set_timer(self) -> None:
-        """Wake at the runtime's next deadline (a timer already set for earlier stays)."""
-        deadline = None if self._closed else self.runtime.next_deadline()
-        current = self._timer_deadline
-        if deadline == current or (deadline is not None and current is not None and current <= deadline):
-            return
-        if self._timer is not None:
-            self._timer.cancel()
-            self._timer = None
-        self._timer_deadline = deadline
-        if deadline is not None:
-            loop = asyncio.get_running_loop()
-            self._timer = loop.call_later(max(0.0, deadline - time.monotonic()), self._on_timer)
+        """Wake at the runtime's next deadline."""
+        self._wakeup.at(None if self._closed else self.runtime.next_deadline())
 
     def _on_timer(self) -> None:
-        self._timer = None
-        self._timer_deadline = None
         if self._closed:
             return
         # The wall clock may have been stepped since (NTP): envelopes are stamped with it.
@@ -401,9 +389,7 @@ class Node:
 
     async def close(self) -> None:
         self._closed = True
-        if self._timer is not None:
-            self._timer.cancel()
-            self._timer = None
+        self._wakeup.cancel()
         for task in list(self._sending):
             task.cancel()
         if self._sending:

@@ -95,7 +95,7 @@ def test_the_timer_is_re_armed_when_its_handler_raises_and_refreshes_the_wall_cl
         node.runtime.handle_timer = broken  # type: ignore[method-assign,assignment]
         with pytest.raises(RuntimeError):
             node._on_timer()
-        assert node._timer is not None
+        assert node._wakeup.armed
         assert abs(node.runtime.wall_offset_s - (time.time() - time.monotonic())) < 1.0
         await node.close()
 
@@ -119,6 +119,6 @@ def test_a_closed_node_refuses_to_receive_or_send_and_handles_nothing_more() -> 
         node._received(frame_from(peer, node, b"after close"))
         node._on_timer()
         assert node.counters.received == received and node.runtime.inbox_size == 0 and endpoint.released == []
-        assert node._timer is None
+        assert not node._wakeup.armed
 
     asyncio.run(scenario())

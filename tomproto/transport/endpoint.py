@@ -45,6 +45,7 @@ from tomproto.core.transport_events import (
 from tomproto.errors import ConnectionBusy, ConnectionLost, DialTimeout, RelayUnreachable, TransportError
 from tomproto.identity import Identity, NodeId
 from tomproto.transport.interfaces import candidate_addresses
+from tomproto.transport.wakeup import Wakeup
 
 __all__ = ["Endpoint", "Sent", "DeliveryHandler", "EventHandler"]
 
@@ -88,8 +89,7 @@ class Endpoint(asyncio.DatagramProtocol):
         self.on_event: EventHandler | None = None
         self.observed_address: Address | None = None  # as the relay sees us
         self._transport: asyncio.DatagramTransport | None = None
-        self._timer: asyncio.TimerHandle | None = None
-        self._timer_deadline: float | None = None
+        self._wakeup = Wakeup(self._on_timer)  # at the core's earliest deadline
         self._dials: dict[NodeId, asyncio.Future[int]] = {}
         self._registration: asyncio.Future[Address] | None = None
         # Senders waiting for room on a connection, in order: woken one at a time (the one woken
@@ -293,7 +293,7 @@ class Endpoint(asyncio.DatagramProtocol):
             for handle in list(self._writable):
                 if core.writable(handle):
                     self._wake_next(handle)
-        self._set_timer(core.next_deadline())
+        self._wakeup.at(None if self._closed else core.next_deadline())
 
     def _wake_next(self, handle: int) -> None:
         """Wake the first sender still waiting for room on `handle`."""
@@ -346,25 +346,7 @@ class Endpoint(asyncio.DatagramProtocol):
             # this host has then: a laptop may have changed networks meanwhile.
             self.core.set_candidates(candidate_addresses(self.local_address))
 
-    def _set_timer(self, deadline: float | None) -> None:
-        """Wake at `deadline`. A timer already set for earlier stays: QUIC moves its deadline
-        later with almost every packet, and one early wake-up (which finds nothing due and sets
-        the timer again) costs less than cancelling and re-arming a timer per packet."""
-        if self._closed:
-            deadline = None
-        current = self._timer_deadline
-        if deadline == current or (deadline is not None and current is not None and current <= deadline):
-            return
-        if self._timer is not None:
-            self._timer.cancel()
-            self._timer = None
-        self._timer_deadline = deadline
-        if deadline is not None:
-            self._timer = self.loop.call_later(max(0.0, deadline - time.monotonic()), self._on_timer)
-
     def _on_timer(self) -> None:
-        self._timer = None
-        self._timer_deadline = None
         self._step(self.core.handle_timer)
 
     # -- the socket -----------------------------------------------------------------------------

@@ -24,6 +24,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from tomproto.addresses import format_host_port
+from tomproto.core.antispam import anonymous_rate_per_s
 from tomproto.core.delivery import DeliveryStatus
 from tomproto.core.runtime_events import MessageStatusChanged
 from tomproto.errors import Backpressure, LocalError
@@ -61,7 +62,6 @@ HELLO_WAIT_S = 5.0  # the longest wait for the Welcome (or --timeout when shorte
 # A responder answers Hello before the runtime ACKs it: an ACK with no Welcome this long after it
 # is a responder that does not know Hello (it counted it as not_a_probe).
 HELLO_ACK_GRACE_S = 1.0
-ANONYMOUS_RATE_PER_S = 10.0  # tomproto/core/antispam.py: what a peer without a grant may send us
 TOO_OLD = (
     "responder too old: it did not answer the capability hello (it predates the Hello/Welcome exchange of "
     f"tom-stress {__version__}); upgrade it"
@@ -245,7 +245,7 @@ class PingRun:
                 "missing_capability",
             )
         probe_rate = 1.0 / config.interval_s
-        granted_rate = ANONYMOUS_RATE_PER_S if welcome.budget is None else welcome.budget.rate_per_s
+        granted_rate = anonymous_rate_per_s() if welcome.budget is None else welcome.budget.rate_per_s
         if probe_rate > granted_rate:
             record["warning"] = (
                 f"the responder grants {granted_rate:g} msg/s ({welcome.reason or 'its budget'}), below the probe "

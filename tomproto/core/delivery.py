@@ -47,6 +47,9 @@ UNACKED_TYPES = frozenset(EXEMPT_TYPES | {
     MessageType.PeerAnnounce, MessageType.BackupStore, MessageType.BackupDeliver, MessageType.BackupReplicate,
     MessageType.BackupReplicateAck, MessageType.BackupQuery, MessageType.BackupQueryResponse,
     MessageType.BackupConfirmDelivery,
+    # The group failover's probes: their loss is what they detect (group_exchange.py).
+    MessageType.GroupHubPing, MessageType.GroupHubPong, MessageType.GroupHubUnreachable,
+    MessageType.GroupHubHeartbeat,
 })  # fmt: skip
 
 
@@ -81,6 +84,7 @@ class TrackedMessage:
     key: int = 0  # its key in the tracker's deadlines
     transport_attempts: int = 0  # of the current transmission (the first send or a resend)
     counted: bool = True  # in the tracker's `unfinished` (not while it waits in the backup store)
+    keep_for_offline: bool = True  # kept in the backup store when the recipient is unreachable (else Failed)
 
     def wakes_at(self) -> float | None:
         if self.finished or self.status is DeliveryStatus.failed:

@@ -47,6 +47,9 @@ from tomproto.core.backup_exchange import BackupExchange
 from tomproto.core.dedup import ExpiringSet, RecentSet
 from tomproto.core.delivery import MAX_RESENDS, UNACKED_TYPES, DeliveryStatus, DeliveryTracker, TrackedMessage
 from tomproto.core.framing import FrameRefusal
+from tomproto.core.group_exchange import GROUP_TYPES, GROUP_UNRELIABLE_TYPES, GroupExchange
+from tomproto.core.group_settings import GroupSettings
+from tomproto.core.groups import Groups
 from tomproto.core.liveness import Liveness
 from tomproto.core.outbound import Outbound
 from tomproto.core.paths import Transport
@@ -113,6 +116,9 @@ class RuntimeSettings:
     backup: bool = True
     backup_ttl_s: float = MAX_BACKUP_TTL_S
     accept_replicas: bool = True
+    groups: GroupSettings = field(default_factory=GroupSettings)
+    host_groups: bool = False  # host groups others create here (GroupCreate)
+    auto_join_groups: bool = False  # join every group we are invited to
 
 
 @dataclass(slots=True)
@@ -176,6 +182,10 @@ class Runtime:
         self.spam = SpamGuard()
         self.store = BackupStore()
         self.backups = BackupExchange(self)
+        self.groups = GroupExchange(self, Groups(
+            identity, settings.groups, random_bytes=random_bytes, wall_ms=self.wall_ms,
+            host_groups=settings.host_groups, auto_join=settings.auto_join_groups,
+        ))  # fmt: skip
         self._delivered = ExpiringSet(capacity=settings.dedup_capacity)
         self._acks_seen = ExpiringSet(capacity=200_000)
         self._nonces = RecentSet(NONCE_MEMORY)
@@ -226,6 +236,18 @@ class Runtime:
             self.counters.backpressure += 1
             self._senders_waiting = True
             raise Backpressure(f"{self.tracker.unfinished} messages are not yet acknowledged")
+        out: list[RuntimeOutput] = []
+        sent_id = self.send_tracked(
+            peer, payload, msg_type, now, out, encrypt=encrypt, via=via, ttl=ttl, message_id=message_id
+        )
+        return sent_id, out
+
+    def send_tracked(
+        self, peer: NodeId, payload: bytes, msg_type: MessageType, now: float, out: list[RuntimeOutput], *,
+        encrypt: bool | None = False, via: tuple[NodeId, ...] = (), ttl: int = DEFAULT_TTL,
+        message_id: str | None = None, keep_for_offline: bool = True,
+    ) -> str:  # fmt: skip
+        """Seal, track and queue a message (the protocol's own sends: no back-pressure check)."""
         relays = tuple(hop.hex for hop in via)
         envelope, wire = self.seal(
             peer, msg_type, payload, now, encrypt=encrypt, via=relays, ttl=ttl, message_id=message_id
@@ -234,11 +256,11 @@ class Runtime:
             raise LocalError(f"the envelope is {len(wire)} bytes, over the protocol's {MAX_ENVELOPE_BYTES}")
         if envelope.id in self.tracker:
             raise LocalError(f"message id {envelope.id} is already in use")
-        record = TrackedMessage(envelope.id, peer, msg_type.value, envelope, wire, now, relays=relays)
+        record = TrackedMessage(envelope.id, peer, msg_type.value, envelope, wire, now, relays=relays,
+                                keep_for_offline=keep_for_offline)  # fmt: skip
         self.tracker.track(record)
-        out: list[RuntimeOutput] = []
         self.outbound.enqueue(record, out)
-        return envelope.id, out
+        return envelope.id
 
     def transmit(
         self, hop: NodeId, wire: bytes | Callable[[], bytes], message_id: str, msg_type: MessageType,
@@ -276,6 +298,8 @@ class Runtime:
         if record is not None and record.wire is not None and record.status is not DeliveryStatus.failed:
             if self.outbound.retry_later(record, now):
                 self._route_around(record, now)
+            elif not record.keep_for_offline:
+                self.advance(record.message_id, DeliveryStatus.failed, now, out)
             elif record.backed_up_until_s is None:
                 # Never left, or left on a connection that then died (its resend cannot reach
                 # the recipient either): kept, as the recipient is down; a copy that did arrive
@@ -383,6 +407,7 @@ class Runtime:
         if change is not None:
             out.append(change)
             self.backups.recipient_online(peer, now, out)
+            self.groups.peer_online(peer, now, out)
 
     def peer_connected(self, peer: NodeId, now: float) -> list[RuntimeOutput]:
         """The transport has a connection with `peer`: it is alive."""
@@ -401,6 +426,8 @@ class Runtime:
             return None
         if msg_type is MessageType.PeerAnnounce:
             return self._announced(envelope, sender, frame, now, out)
+        if msg_type in GROUP_UNRELIABLE_TYPES:
+            return self.groups.unreliable(envelope, sender, frame, now, out)
         if msg_type in UNACKED_TYPES:
             return self.backups.handle(envelope, sender, frame, now, out)
         return self.deliver(envelope, sender, frame, now, out)
@@ -442,6 +469,7 @@ class Runtime:
         out.append(MessageStatusChanged(message_id, record.peer, status, now))
         if status >= DeliveryStatus.delivered and status is not DeliveryStatus.failed:
             self.backups.own_delivered(message_id, now, out)
+        self.groups.finished(message_id, status, now, out)
         self.room_freed(out)
 
     def room_freed(self, out: list[RuntimeOutput]) -> None:
@@ -489,6 +517,8 @@ class Runtime:
             return None
         if self.forgotten(envelope, now):
             return self.refuse(RefusalReason.stale, frame, envelope, "older than our dedup memory", now, out)
+        if envelope.msg_type in GROUP_TYPES:
+            return self._group_delivered(envelope, sender, frame, key, now, out)
         if not reliable:
             if not self._inbox_has_room(len(envelope.payload)):
                 return self.refuse(RefusalReason.inbox_full, frame, envelope, "a datagram cannot wait", now, out)
@@ -510,6 +540,20 @@ class Runtime:
             self._ack(envelope, sender, now, out, direct=holder is not None)
         if holder is not None:
             self.backups.confirm(holder, envelope.id, now, out)
+        return None
+
+    def _group_delivered(
+        self, envelope: Envelope, sender: NodeId, frame: Received, key: bytes, now: float, out: list[RuntimeOutput]
+    ) -> Disposition:
+        """A group envelope goes to the group engine, never to the inbox: it never waits."""
+        payload = self.groups.decode(envelope, frame, now, out)
+        if payload is None:
+            return FrameRefusal.rejected
+        self._delivered.add(key, self.remembered_until(envelope, now), now)
+        self.counters.delivered += 1
+        if frame.transport is Transport.stream:
+            self._ack(envelope, sender, now, out, direct=False)
+        self.groups.consume(payload, sender, now, out)
         return None
 
     def remembered_until(self, envelope: Envelope, now: float) -> float:
@@ -618,9 +662,9 @@ class Runtime:
         for deadline in (self.tracker.next_deadline(), self.store.next_deadline()):
             if deadline is not None:
                 times.append(deadline)
-        retry = self.outbound.next_deadline()
-        if retry is not None:
-            times.append(retry)
+        for deadline in (self.outbound.next_deadline(), self.groups.next_deadline()):
+            if deadline is not None:
+                times.append(deadline)
         return min(times)
 
     def handle_timer(self, now: float) -> list[RuntimeOutput]:
@@ -631,6 +675,7 @@ class Runtime:
             self._deadline_passed(record, now, out)
         self.outbound.retries_due(now, out)
         self.backups.handle_timer(now, out)
+        self.groups.handle_timer(now, out)
         if now >= self._next_heartbeat_check:
             self._next_heartbeat_check = now + HEARTBEAT_CHECK_S
             self._heartbeats(now, out)

@@ -13,6 +13,7 @@ from dataclasses import dataclass
 
 from tomproto.core.delivery import DeliveryStatus
 from tomproto.core.framing import FrameRefusal
+from tomproto.core.group_events import GroupEvent
 from tomproto.core.liveness import PeerStatusChanged
 from tomproto.core.transport_events import Received
 from tomproto.identity import NodeId
@@ -52,6 +53,7 @@ class Purpose(enum.StrEnum):
     forward = "forward"  # someone else's envelope we relay
     backup = "backup"  # backup protocol traffic (replicate, deliver, confirm)
     heartbeat = "heartbeat"
+    group = "group"  # the group failover's probes (pings, pongs, reports, heartbeats)
 
 
 # -- commands ---------------------------------------------------------------------------------
@@ -259,7 +261,7 @@ class BackupExpired:
 
 RuntimeEvent = (
     MessageStatusChanged | MessageResent | EnvelopeForwarded | EnvelopeRefused | DuplicateReceived | RefusedByPeer
-    | InboxFull | BackupStored | BackupReplicated | BackupDelivered | BackupExpired | PeerStatusChanged
+    | InboxFull | BackupStored | BackupReplicated | BackupDelivered | BackupExpired | PeerStatusChanged | GroupEvent
 )  # fmt: skip
 
 RuntimeOutput = RuntimeCommand | RuntimeEvent  # what the runtime returns, in the order to act on it

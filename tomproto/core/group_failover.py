@@ -2,10 +2,11 @@
 
 Rules they enforce:
 - the shadow pings the hub every `hub_ping_interval_s` (3 s); a pong is missed when a ping
-  interval passes without one, so with L the hub's last answered pong, the shadow promotes itself
-  at L + 2 intervals (~6 s), or at L + 1 interval (~3 s) once a member reported the hub
-  unreachable (its message went unacknowledged for 3 s), whichever comes first; a pong clears
-  the reports (the hub answers: whoever reported had another problem);
+  interval (plus `pong_grace_s`, 0.5 s, for the round trip and its jitter) passes without one,
+  so with L the hub's last answered pong, the shadow promotes itself at L + 6.5 s (2 missed), or
+  at L + 3.5 s (1 missed) once a member reported the hub unreachable (its message went
+  unacknowledged for 3 s), whichever comes first; a pong clears the reports (the hub answers:
+  whoever reported had another problem);
 - the candidate does not ping: it suspects the hub when a member reports it unreachable or the
   hub's heartbeats stop (2 intervals), and takes over `candidate_timeout_s` (30 s) later unless
   the hub or a new hub is heard from meanwhile (the shadow promoted: its HubMigration reaches us).
@@ -35,26 +36,39 @@ class ShadowWatch:
         self.next_ping_s = now
         self.reports = 0
         self.missed_reported = 0  # missed pongs already published (HubSuspected)
+        self.since_s = now
 
     def missed_pongs(self, now: float) -> int:
-        return max(0, math.floor((now - self.last_pong_s) / self.settings.hub_ping_interval_s + 1e-9))
+        settings = self.settings
+        waited_s = now - self.last_pong_s - settings.pong_grace_s
+        return max(0, math.floor(waited_s / settings.hub_ping_interval_s + 1e-9))
+
+    def _missed_by_s(self, count: int) -> float:
+        """When `count` pongs will have been missed, if none comes."""
+        settings = self.settings
+        return self.last_pong_s + settings.pong_grace_s + count * settings.hub_ping_interval_s
 
     def promotion_due_s(self) -> float:
         settings = self.settings
         needed = settings.missed_pongs_with_report if self.reports else settings.missed_pongs_to_promote
-        return self.last_pong_s + needed * settings.hub_ping_interval_s
+        return self._missed_by_s(needed)
 
     def next_deadline(self) -> float:
-        next_miss = self.last_pong_s + (self.missed_reported + 1) * self.settings.hub_ping_interval_s
-        return min(self.next_ping_s, self.promotion_due_s(), next_miss)
+        return min(self.next_ping_s, self.promotion_due_s(), self._missed_by_s(self.missed_reported + 1))
 
     def pong(self, now: float) -> None:
         self.last_pong_s = now
         self.reports = 0
         self.missed_reported = 0
 
-    def report(self) -> None:
+    def report(self, now: float) -> bool:
+        """A member's HubUnreachable; False when ignored: a report says the member waited
+        `member_ack_timeout_s` for a hub, so one that comes sooner after we began watching this
+        hub was about the one before (a report names no hub)."""
+        if now - self.since_s < self.settings.member_ack_timeout_s:
+            return False
         self.reports += 1
+        return True
 
     def ping_due(self, now: float) -> bool:
         """Whether a ping is due now (the next one is then scheduled)."""

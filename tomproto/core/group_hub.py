@@ -4,8 +4,9 @@ Rules it enforces:
 - a message is accepted from a member only, signed by it and submitted by it (the envelope's
   signer is the message's sender), fresh (sent_at within -5 min/+30 s of our clock), within 5
   messages a second per sender (bursts of 10), and once (dedup by message id); then it gets the
-  next sequence number, joins the history (100 messages) and goes to every other member in its
-  own acknowledged envelope;
+  next sequence number, joins the history (100 messages) and goes to every member in its own
+  acknowledged envelope (to its sender too: the echo tells it where its message stands in the
+  order, so that its own numbers are no gaps);
 - the sender gets its DeliveryAck once every member we could reach has ACKed its copy (or after
   `delivery_ack_wait_s`): a sender holding a DeliveryAck knows the members have the message, so
   what a dying hub did not acknowledge is exactly what its senders must send again;
@@ -182,8 +183,11 @@ class HubGroup:
         self._seen.add(message.message_id, now + settings.max_past_s + settings.max_ahead_s + 60, now)
         self.history.append(sequenced)
         waiting: set[str] = set()
-        for member in self.members_but(sender):
+        for member in self.roster:
             if member in self.passed_over:
+                continue
+            if member == sender:
+                self._send(member, sequenced, out)  # its echo: where it stands in the order
                 continue
             self._next_ref += 1
             self._copies[self._next_ref] = (message.message_id, member)

@@ -7,7 +7,8 @@ Rules it enforces:
   migration; one unacknowledged for `member_ack_timeout_s` (3 s) makes us report the hub
   unreachable to the shadow and the candidate (once per timeout, not per message);
 - a message reaches the application once (dedup by message id, 24 h), only from our hub or the
-  one it replaced, signed by a member, opened with its sender's key, and in hub sequence order:
+  one it replaced, signed by a member, opened with its sender's key, and in hub sequence order
+  (our own come back too, as the hub's echo: they hold their place in the order, unpublished):
   one that arrives ahead of a gap waits up to `gap_wait_s`, then we ask the hub for what we
   missed (SyncRequest since our last seq), and what the sync did not bring is skipped (counted);
   a message whose key has not arrived waits up to `key_wait_s`, then is reported unreadable;
@@ -173,24 +174,25 @@ class MemberGroup:
 
     # -- the roster -----------------------------------------------------------------------------
 
-    def synced(self, info: GroupInfo, recent: tuple[GroupMessage, ...], now: float, out: list[GroupOutput]) -> None:
-        """The hub's full word on the group (on joining, and when the chain changes)."""
+    def synced(self, info: GroupInfo, recent: tuple[GroupMessage, ...], now: float, out: list[GroupOutput]) -> bool:
+        """The hub's full word on the group (on joining, and when the chain changes); False when
+        an older word overtaken by a newer one (Syncs travel on separate streams). Members leave
+        by MemberLeft only: a Sync adds whom we did not know yet, never removes."""
+        if info.last_activity_at < self.info.last_activity_at:
+            return False
         joined = [member for member in info.members if member.node_id not in self.roster]
-        left = [node for node in self.roster if node not in {m.node_id for m in info.members}]
         self.info = info
-        self.roster = {member.node_id: member for member in info.members}
-        for node in left:
-            self.keys.forget(node)
+        for member in joined:
+            self.roster[member.node_id] = member
         if self.next_seq is None:
             # Joining: what was said before is not replayed; numbering goes on from there.
             self.next_seq = max((message.seq for message in recent), default=0) + 1
             for message in recent:
                 self._delivered.add(message.message_id, now + self.settings.dedup_s, now)
                 self.history.append(message)
-        if joined and self.next_seq is not None:
+        if joined:
             self.distribute([m.node_id for m in joined if m.node_id != self.me], now, out)
-        if left:
-            self.rotate("member_left", now, out)
+        return True
 
     def member_joined(self, member: GroupMember, now: float, out: list[GroupOutput]) -> None:
         if member.node_id in self.roster:
@@ -288,6 +290,10 @@ class MemberGroup:
             head = self._ready[0]
             message = head.message
             key = None
+            if message.sender_id == self.me:  # the hub's echo of ours: in order, not news to us
+                self._ready.popleft()
+                self._remember(message, now)
+                continue
             if message.encrypted:
                 key = self.keys.key_for(message.sender_id, message.key_epoch, now)
                 if key is None:

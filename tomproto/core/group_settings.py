@@ -26,6 +26,7 @@ class GroupSettings:
     hub_ping_interval_s: float = 3.0  # the shadow pings the hub this often
     missed_pongs_to_promote: int = 2  # a pong is missed when a ping interval passes without one
     missed_pongs_with_report: int = 1  # ... enough when a member reported the hub unreachable
+    pong_grace_s: float = 0.5  # how late after its interval a pong may come (the round trip, jitter)
     member_ack_timeout_s: float = 3.0  # no DeliveryAck by then: the member reports the hub
     candidate_timeout_s: float = 30.0  # hub and shadow gone: the candidate waits this, then takes over
     hub_heartbeat_interval_s: float = 10.0  # the hub tells members it is there (and renews grants)

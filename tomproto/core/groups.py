@@ -85,6 +85,7 @@ from tomproto.wire.group import (
 __all__ = ["Groups", "GroupSlot"]
 
 MAX_LOCAL_STEPS = 10_000  # payloads to ourselves handled in one call: more is a loop
+MAX_EARLY_PAYLOADS = 256  # from the hub of a group we are joining, before its Sync
 MIGRATION_NOTICE = -1  # the ref of a HubMigration, whose delivery the engine waits for
 
 
@@ -118,6 +119,7 @@ class Groups:
         self.slots: dict[str, GroupSlot] = {}
         self.invitations: dict[str, GroupInvite] = {}
         self._invited_by_hub: dict[str, str] = {}
+        self._early: dict[str, list[tuple[str, Any]]] = {}
         self._creating: dict[tuple[str, str], float] = {}  # (hub, name) -> asked at
         self._usernames: dict[str, str] = {}  # group -> the name we joined with
         self._refs: dict[int, tuple[str, int | None, str | None]] = {}  # ref -> (group, hub copy ref, migration target)
@@ -263,9 +265,16 @@ class Groups:
             return self._created(sender, payload.group, now, out)
         if isinstance(payload, GroupInvite):
             return self._invited(sender, payload, now, out)
-        group_id = getattr(payload, "group_id", None)
-        slot = self.slots.get(group_id) if isinstance(group_id, str) else None
+        group_id = _group_id_of(payload)
+        slot = self.slots.get(group_id)
         if slot is None and isinstance(payload, GroupSync) and self._joined(sender, payload, now, out):
+            for early_sender, early in self._early.pop(group_id, []):
+                self._dispatch(early_sender, early, now, out)
+            return None
+        if slot is None and self._invited_by_hub.get(group_id) == sender:
+            early_payloads = self._early.setdefault(group_id, [])
+            if len(early_payloads) < MAX_EARLY_PAYLOADS:
+                early_payloads.append((sender, payload))  # overtook the Sync that makes us a member
             return None
         if slot is None:
             out.append(GroupMessageRefused(str(group_id), NodeId.parse(sender), GroupRefusal.unknown_group,
@@ -331,7 +340,12 @@ class Groups:
                                            type(payload).__name__, now))  # fmt: skip
             return
         if isinstance(payload, GroupSync):
-            member.synced(payload.group, payload.recent_messages, now, out)
+            if member.synced(payload.group, payload.recent_messages, now, out):
+                # The chain as the hub says: a watch we no longer hold the post for stops.
+                if payload.group.shadow_id != self.me:
+                    slot.shadow = slot.shadow_sync = None
+                if payload.group.candidate_id != self.me:
+                    slot.candidate = None
         elif isinstance(payload, GroupSyncResponse):
             member.synced_since(payload.messages, payload.latest_seq, sender, now, out)
         elif isinstance(payload, GroupMemberJoined):
@@ -432,7 +446,8 @@ class Groups:
         if reporter not in member.roster:
             return
         if slot.shadow is not None:
-            slot.shadow.report()
+            if not slot.shadow.report(now):
+                return
             hub = slot.shadow.hub
             out.append(HubSuspected(slot.group_id, hub, slot.shadow.missed_pongs(now), slot.shadow.reports, now))
         elif slot.candidate is not None and slot.candidate.report(now):
@@ -536,7 +551,7 @@ class Groups:
         if member is not None and member_due is not None and member_due <= now:
             chain = (member.info.shadow_id, member.info.candidate_id)
             if member.handle_timer(now, out, chain) and slot.shadow is not None:
-                slot.shadow.report()  # we are the shadow: our own report counts
+                slot.shadow.report(now)  # we are the shadow: our own report counts
         shadow = slot.shadow
         if shadow is not None and slot.hub is None:
             missed = shadow.missed_pongs(now)
@@ -573,7 +588,7 @@ class Groups:
                 continue
             if item.ref is not None:
                 # A part's own ref (a hub's copy), or MIGRATION_NOTICE: the engine's ref replaces it.
-                group_id = getattr(item.payload, "group_id", "")
+                group_id = _group_id_of(item.payload)
                 self._next_ref += 1
                 if item.ref == MIGRATION_NOTICE:
                     self._refs[self._next_ref] = (group_id, None, item.peer.hex)
@@ -593,6 +608,13 @@ class Groups:
                         slot.hub.copy_finished(found[1], True, now, more)
             todo.extendleft(reversed(more))
         raise LocalError(f"over {MAX_LOCAL_STEPS} group payloads to ourselves in one call")
+
+
+def _group_id_of(payload: Any) -> str:
+    if isinstance(payload, (GroupSync, GroupCreated)):
+        return payload.group.group_id
+    group_id = getattr(payload, "group_id", "")
+    return group_id if isinstance(group_id, str) else ""
 
 
 def _node(hex_id: str | None) -> NodeId | None:

@@ -9,7 +9,6 @@ through each node's runtime exactly as the real node does; every fact lands in t
 
 from __future__ import annotations
 
-import dataclasses
 from collections.abc import Iterable
 from typing import Literal
 
@@ -68,7 +67,7 @@ class GroupWorld:
             creator.carry_out(out, world.now)
             creator._poll()
         else:
-            group_id, out = self.hub.runtime.groups.create("sim", self.hub.name, invited, world.now)
+            _, out = self.hub.runtime.groups.create("sim", self.hub.name, invited, world.now)
             self.hub.carry_out(out, world.now)
             self.hub._poll()
         world.run_while(lambda: not self._ready(), world.now + limit_s)
@@ -110,5 +109,3 @@ class GroupWorld:
 def received_by(node: RuntimeNode, group_id: str) -> list[GroupMessageReceived]:
     return [fact for fact in node.facts(GroupMessageReceived) if fact.group_id == group_id]
 
-
-_ = dataclasses

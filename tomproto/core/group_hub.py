@@ -115,6 +115,7 @@ class HubGroup:
         for message in self.history:
             self._seen.add(message.message_id, now + settings.max_past_s + settings.max_ahead_s, now)
         self.invites: dict[str, float] = {}
+        self._missed: dict[str, set[str]] = {}  # passed-over member -> ids of copies it did not get
         self._acks: dict[str, _AckWait] = {}
         self._copies: dict[int, tuple[str, str]] = {}  # ref -> (message id, member)
         self._next_ref = 0
@@ -185,6 +186,7 @@ class HubGroup:
         waiting: set[str] = set()
         for member in self.roster:
             if member in self.passed_over:
+                self._note_missed(member, message.message_id)
                 continue
             if member == sender:
                 self._send(member, sequenced, out)  # its echo: where it stands in the order
@@ -204,6 +206,7 @@ class HubGroup:
         message_id, member = found
         if not delivered and member in self.roster:
             self.pass_over(member, now, out)
+            self._note_missed(member, message_id)
         wait = self._acks.get(message_id)
         if wait is not None:
             wait.members.discard(member)
@@ -231,9 +234,21 @@ class HubGroup:
         self._chain_may_change(now, out)
 
     def heard_from(self, member: str, now: float, out: list[GroupOutput]) -> None:
+        """A member we passed over is back: it gets the copies it missed that the history still
+        holds (in order; late ones are delivered late, never lost), and its place in the chain."""
         if member in self.passed_over and member in self.roster:
             self.passed_over.discard(member)
+            missed = self._missed.pop(member, set())
+            for message in self.history:
+                if message.message_id in missed:
+                    self._send(member, message, out)
             self._chain_may_change(now, out)
+
+    def _note_missed(self, member: str, message_id: str) -> None:
+        missed = self._missed.setdefault(member, set())
+        missed.add(message_id)
+        if len(missed) > 2 * self.settings.history:  # only what the history holds can be replayed
+            self._missed[member] = missed & {message.message_id for message in self.history}
 
     def _chain_may_change(self, now: float, out: list[GroupOutput]) -> None:
         shadow, candidate = elect_chain(self.roster, self.me, self.passed_over)
@@ -363,6 +378,10 @@ class HubGroup:
             return self._refuse(node, GroupRefusal.not_member, "sync", now, out)
         self.heard_from(node, now, out)
         settling = self.settling
+        if settling is None and since_seq > self.seq:
+            # A member saw numbers we never gave (the hub before us, while we were cut off from
+            # it): we number on above them, so that no member ever sees a number twice.
+            self.seq = since_seq
         if settling is not None:
             settling.reported.add(node)
             settling.highest_seq = max(settling.highest_seq, since_seq)

@@ -38,6 +38,7 @@ class GroupWorld:
         self.hub = self.world[self.names[0]]
         self.pure_hub = pure_hub
         self.group_id = ""
+        self.crashed: set[str] = set()  # nodes a test took off the network
 
     def __enter__(self) -> GroupWorld:
         return self

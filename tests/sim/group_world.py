@@ -10,7 +10,7 @@ through each node's runtime exactly as the real node does; every fact lands in t
 from __future__ import annotations
 
 from collections.abc import Iterable
-from typing import Literal
+from typing import Literal, TypeVar
 
 from tests.sim.errors import SimulationError
 from tests.sim.links import Impairment
@@ -21,6 +21,7 @@ from tomproto.core.runtime import RuntimeSettings
 
 __all__ = ["GroupWorld", "received_by", "GROUP_NETWORK"]
 
+T = TypeVar("T")
 GROUP_NETWORK = Impairment(delay_s=0.020, jitter_s=0.005)
 
 
@@ -99,6 +100,10 @@ class GroupWorld:
 
     def log(self, kind: type) -> list[TimedEvent]:
         return [entry for entry in self.world.log if isinstance(entry.event, kind)]
+
+    def facts(self, kind: type[T]) -> list[tuple[str, T]]:
+        """(node, fact) for every fact of `kind`, in the order they happened."""
+        return [(entry.node, entry.event) for entry in self.world.log if isinstance(entry.event, kind)]
 
     def hub_of(self, node: RuntimeNode) -> str:
         member = node.runtime.groups.engine.member(self.group_id)

@@ -14,6 +14,7 @@ import random
 import statistics
 import time
 from collections import Counter
+from collections.abc import Callable
 from dataclasses import dataclass
 
 from tests.sim.group_world import GroupWorld, received_by
@@ -46,10 +47,10 @@ def crash_in_a_5_member_group(seed: int, *, chatter: bool) -> tuple[GroupWorld, 
         for node in group.nodes:
             first = crash_s - 2.0 + rng.uniform(0.0, SEND_EVERY_S)
             for k in range(8):
-                world.at(first + k * SEND_EVERY_S, lambda node=node, k=k: _send(group, node, k, sent))
+                world.at(first + k * SEND_EVERY_S, _sender(group, node, k, sent))
     world.at(crash_s, lambda: crash(group))
     world.run_until(crash_s + 40.0)
-    promoted = [(entry.node, entry.event) for entry in group.log(HubPromoted)]
+    promoted = group.facts(HubPromoted)
     reports = [entry.at_s for entry in group.log(HubUnreachableReported) if entry.at_s >= crash_s]
     return group, Failover(promoted, crash_s, min(reports, default=None)), sent
 
@@ -60,9 +61,12 @@ def crash(group: GroupWorld, *nodes: RuntimeNode) -> None:
         group.crashed.add(node.name)
 
 
-def _send(group: GroupWorld, node: RuntimeNode, k: int, sent: dict[str, list[str]]) -> None:
-    if node.name not in group.crashed:
-        sent[node.name].append(group.send(node, f"{node.name} #{k}"))
+def _sender(group: GroupWorld, node: RuntimeNode, k: int, sent: dict[str, list[str]]) -> Callable[[], None]:
+    def send() -> None:
+        if node.name not in group.crashed:
+            sent[node.name].append(group.send(node, f"{node.name} #{k}"))
+
+    return send
 
 
 def survivors(group: GroupWorld) -> list[RuntimeNode]:
@@ -94,7 +98,7 @@ def test_without_reports_the_shadow_alone_takes_over_6_5_s_after_the_last_pong()
             assert [n.name for n in survivors(group) if n.runtime.groups.engine.hub_of(group.group_id)] == [shadow.name]
     print(f"\nno reports, {len(SEEDS)} seeds: promotion after the last pong {quantiles(from_pong)}; "
           f"after the crash {quantiles(from_crash)}; {time.perf_counter() - started:.1f} s wall")  # fmt: skip
-    assert all(5.0 <= value <= 7.5 for value in from_pong)  # 2 × 3 s + 0.5 s grace, ± the network
+    assert all(5.0 <= value <= 7.5 for value in from_pong)  # 2 pings of 3 s + 0.5 s grace, give or take the network
     assert all(from_crash[i] <= from_pong[i] for i in range(len(SEEDS)))
 
 
@@ -129,7 +133,8 @@ def test_with_reports_messages_sent_through_the_failover_reach_every_member_once
                 totals["delivered"] += len(set(ids) & expected)
                 totals["duplicated"] += len(ids) - len(set(ids))
             first_message += first_messages(group, promoted.at_s)
-    print(f"\nmembers sending 1 msg/s each, {len(SEEDS)} seeds: detection (crash → first report) {quantiles(detection)}; "
+    print(f"\nmembers sending 1 msg/s each, {len(SEEDS)} seeds: "
+          f"detection (crash → first report) {quantiles(detection)}; "
           f"promotion after the crash {quantiles(from_crash)}, after the last pong {quantiles(from_pong)}; "
           f"first message through the new hub after the promotion {quantiles(first_message)}; "
           f"messages {dict(totals)}; {time.perf_counter() - started:.1f} s wall")  # fmt: skip

@@ -550,7 +550,6 @@ class Runtime:
         if payload is None:
             return FrameRefusal.rejected
         self._delivered.add(key, self.remembered_until(envelope, now), now)
-        self.counters.delivered += 1
         if frame.transport is Transport.stream:
             self._ack(envelope, sender, now, out, direct=False)
         self.groups.consume(payload, sender, now, out)

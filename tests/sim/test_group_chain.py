@@ -10,7 +10,7 @@ from tests.sim.group_world import GroupWorld, received_by
 from tests.sim.partitions import Partition
 from tests.sim.runtime_world import RuntimeNode
 from tests.sim.test_group_failover import crash, lowest, survivors
-from tomproto.core.group_events import HubPromoted, HubSteppedDown
+from tomproto.core.group_events import ChainRestored, HubPromoted, HubSteppedDown
 
 NAMES = ["a", "b", "c", "d", "e"]
 
@@ -99,6 +99,10 @@ def hub_and_shadow_die(seed: int) -> None:
         # The candidate's clock starts with the first member's report (3 s after the crash at most).
         assert 30.0 <= event.at_s - crash_s <= 35.0, f"seed {seed}: {event.at_s - crash_s:.1f} s"
         assert {group.hub_of(node) for node in survivors(group)} == {candidate.node_id.hex}
+        (_, restored), = group.facts(ChainRestored)
+        dead = {group.hub.node_id, shadow.node_id}
+        assert restored.shadow is not None and restored.shadow not in dead, f"seed {seed}: a dead shadow elected"
+        assert restored.candidate not in dead
         delivered_once_to_all(group, survivors(group), sent)
 
 

@@ -28,7 +28,7 @@ from __future__ import annotations
 import uuid
 from collections import deque
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 from tomproto.core.group_events import (
@@ -87,6 +87,7 @@ __all__ = ["Groups", "GroupSlot"]
 MAX_LOCAL_STEPS = 10_000  # payloads to ourselves handled in one call: more is a loop
 MAX_EARLY_PAYLOADS = 256  # from the hub of a group we are joining, before its Sync
 MIGRATION_NOTICE = -1  # the ref of a HubMigration, whose delivery the engine waits for
+MIGRATION_NOTICE_TTL_S = 24 * 3600.0  # nothing lives past 24 h: an old hub never heard from is let go
 
 
 @dataclass(slots=True)
@@ -100,6 +101,7 @@ class GroupSlot:
     shadow_sync: GroupHubShadowSync | None = None
     candidate: CandidateWatch | None = None
     migrating: set[str] | None = None  # members (and the old hub) yet to acknowledge our HubMigration
+    notices_in_flight: set[str] = field(default_factory=set)  # ... with a notice on its way now
     old_hub: str | None = None
     hub_since_s: float | None = None
 
@@ -243,12 +245,23 @@ class Groups:
             return out
         if hub_ref is not None and slot.hub is not None:
             slot.hub.copy_finished(hub_ref, delivered, now, out)
+        if migration_target is not None:
+            slot.notices_in_flight.discard(migration_target)
         if migration_target is not None and slot.migrating is not None and delivered:
             slot.migrating.discard(migration_target)
             if slot.hub is not None and migration_target in slot.hub.roster:
-                # It follows us now: its view of the group (the new chain) goes after the notice.
-                out.append(SendGroupPayload(NodeId.parse(migration_target), GroupSync(slot.hub.info(now), ()), True))
+                self._after_notice(slot.hub, migration_target, now, out)
         return self._run(out, now)
+
+    def _after_notice(self, hub: HubGroup, node: str, now: float, out: list[GroupOutput]) -> None:
+        """`node` follows us now: its view of the group, and its post in the chain, go after the
+        notice (sent sooner, they could overtake it and be refused as not from its hub)."""
+        target = NodeId.parse(node)
+        out.append(SendGroupPayload(target, GroupSync(hub.info(now), ()), reliable=True))
+        if node == hub.shadow:
+            hub.sync_shadow(out)
+        elif node == hub.candidate:
+            out.append(SendGroupPayload(target, GroupCandidateAssigned(hub.group_id), reliable=True))
 
     def peer_heard(self, peer: NodeId, now: float) -> list[GroupOutput]:
         """The runtime heard from `peer` (any fresh envelope)."""
@@ -469,9 +482,11 @@ class Groups:
             version = slot.shadow_sync.config_version
         info = member.info
         config = HubConfig(slot.group_id, info.name, info.created_by, info.created_at, info.invite_only)
+        # A candidate takes over because hub and shadow are both gone: neither is elected again.
+        gone = {old_hub} if reason != "candidate_timeout" or info.shadow_id is None else {old_hub, info.shadow_id}
         hub = HubGroup(self.me, config, roster, self.settings, now, wall_ms=self._wall_ms, config_version=version + 1,
                        seq=(member.next_seq or 1) - 1, history=tuple(member.history),
-                       passed_over=frozenset({old_hub}))  # fmt: skip
+                       passed_over=frozenset(gone))  # fmt: skip
         slot.hub, slot.hub_since_s, slot.old_hub = hub, now, old_hub
         slot.shadow = slot.candidate = None
         out.append(HubPromoted(slot.group_id, NodeId.parse(old_hub), reason, last_pong, reports, now))
@@ -481,16 +496,17 @@ class Groups:
         self._send_migrations(slot, now, out)
         member.migrate(self.me, now, out)
         out.append(SendGroupPayload(NodeId.parse(self.me), GroupSync(hub.info(now), ()), reliable=True))
-        hub.sync_shadow(out)
-        if hub.candidate is not None:
-            out.append(SendGroupPayload(NodeId.parse(hub.candidate), GroupCandidateAssigned(slot.group_id), True))
         out.append(ChainRestored(slot.group_id, NodeId.parse(self.me), _node(hub.shadow), _node(hub.candidate), now))
 
     def _send_migrations(self, slot: GroupSlot, now: float, out: list[GroupOutput]) -> None:
         if not slot.migrating or slot.old_hub is None:
             return
+        if slot.hub_since_s is not None and now - slot.hub_since_s > MIGRATION_NOTICE_TTL_S:
+            slot.migrating = None
+            return
         notice = GroupHubMigration(slot.group_id, self.me, slot.old_hub)
-        for node in sorted(slot.migrating):
+        for node in sorted(slot.migrating - slot.notices_in_flight):
+            slot.notices_in_flight.add(node)
             out.append(SendGroupPayload(NodeId.parse(node), notice, reliable=True, ref=MIGRATION_NOTICE))
 
     def _migration(self, slot: GroupSlot, sender: str, payload: GroupHubMigration, now: float,

@@ -68,6 +68,7 @@ class GroupRefusal(enum.StrEnum):
     not_admin = "not_admin"
     unknown_group = "unknown_group"
     malformed = "malformed"
+    too_large = "too_large"
     too_many_groups = "too_many_groups"
 
 

@@ -2,7 +2,7 @@
 
 Rules it enforces:
 - a message is accepted from a member only, signed by it and submitted by it (the envelope's
-  signer is the message's sender), fresh (sent_at within -5 min/+30 s of our clock), within 5
+  signer is the message's sender), of 64 KiB at most, fresh (sent_at within -5 min/+30 s of our clock), within 5
   messages a second per sender (bursts of 10), and once (dedup by message id); then it gets the
   next sequence number, joins the history (100 messages) and goes to every member in its own
   acknowledged envelope (to its sender too: the echo tells it where its message stands in the
@@ -62,7 +62,12 @@ from tomproto.wire.group import (
     LeaveReason,
 )
 
-__all__ = ["HubGroup", "HubConfig"]
+__all__ = ["HubGroup", "HubConfig", "MAX_GROUP_MESSAGE_BYTES"]
+
+MAX_INVITES = 1000  # open invitations per group (the oldest go first)
+# What one group message may carry: the history (100 messages, kept by the hub and every member)
+# stays under 7 MB per group.
+MAX_GROUP_MESSAGE_BYTES = 64 * 1024
 
 
 @dataclass(frozen=True, slots=True)
@@ -110,6 +115,7 @@ class HubGroup:
         self.history: deque[GroupMessage] = deque(history, maxlen=settings.history)
         self.passed_over: set[str] = set(passed_over)
         self.shadow, self.candidate = elect_chain(self.roster, me, self.passed_over)
+        self.chain_seen = {node for node in (self.shadow, self.candidate) if node is not None}
         self._buckets: dict[str, TokenBucket] = {}
         self._seen = ExpiringSet(capacity=settings.max_dedup)
         for message in self.history:
@@ -149,6 +155,9 @@ class HubGroup:
         """A member's message, submitted by the member itself."""
         if sender not in self.roster:
             return self._refuse(sender, GroupRefusal.not_member, message.message_id, now, out)
+        size = len(message.ciphertext) + len(message.text.encode()) + len(message.sender_username.encode())
+        if size > MAX_GROUP_MESSAGE_BYTES:
+            return self._refuse(sender, GroupRefusal.too_large, f"{size} bytes", now, out)
         try:
             verify_group_message(message)
         except CryptoError as error:
@@ -255,6 +264,7 @@ class HubGroup:
         if (shadow, candidate) == (self.shadow, self.candidate):
             return
         self.shadow, self.candidate = shadow, candidate
+        self.chain_seen |= {node for node in (shadow, candidate) if node is not None}
         self.config_version += 1
         self.announce_chain(now, out)
 
@@ -286,6 +296,8 @@ class HubGroup:
             return self._refuse(inviter, GroupRefusal.not_admin, "invite to an invite-only group", now, out)
         if target in self.roster:
             return None
+        if len(self.invites) >= MAX_INVITES:
+            del self.invites[min(self.invites, key=self.invites.__getitem__)]
         self.invites[target] = now + self.settings.invite_ttl_s
         invite = GroupInvite(self.group_id, self.config.name, inviter, member.username)
         self._send(target, invite, out)

@@ -13,7 +13,8 @@ Rules it enforces:
   missed (SyncRequest since our last seq), and what the sync did not bring is skipped (counted);
   a message whose key has not arrived waits up to `key_wait_s`, then is reported unreadable;
 - a HubMigration is followed when it names our hub as the old one and comes from the new hub
-  itself; a competing claim for the same takeover wins only with a lower NodeId (the shadow's
+  itself, a node the hub once named shadow or candidate (no other member can seize the group);
+  a competing claim for the same takeover wins only with a lower NodeId (the shadow's
   election rule), so that all members end with the same hub; after following one we report our
   last seq to the new hub (SyncRequest): it numbers on above what any member saw;
 - our sender key is given to each member (through the hub, encrypted to each with the 1-to-1
@@ -92,6 +93,8 @@ class MemberGroup:
         self.roster: dict[str, GroupMember] = {member.node_id: member for member in info.members}
         self.hub = info.hub_relay_id
         self.previous_hub: str | None = None
+        # Nodes the hub ever named shadow or candidate: only they may claim to be the new hub.
+        self.chain_seen: set[str] = set()
         self.keys = SenderKeys(now, random_bytes)
         self._random_bytes = random_bytes
         self._wall_ms = wall_ms
@@ -105,6 +108,7 @@ class MemberGroup:
         self.history: deque[GroupMessage] = deque(maxlen=settings.history)
         self._reported_s = float("-inf")
         self._awaiting_first_from: str | None = None
+        self._saw_chain(info)
         self.skipped = 0
         self.late = 0
 
@@ -182,6 +186,7 @@ class MemberGroup:
             return False
         joined = [member for member in info.members if member.node_id not in self.roster]
         self.info = info
+        self._saw_chain(info)
         for member in joined:
             self.roster[member.node_id] = member
         if self.next_seq is None:
@@ -193,6 +198,11 @@ class MemberGroup:
         if joined:
             self.distribute([m.node_id for m in joined if m.node_id != self.me], now, out)
         return True
+
+    def _saw_chain(self, info: GroupInfo) -> None:
+        self.chain_seen |= {node for node in (info.shadow_id, info.candidate_id) if node is not None}
+        if len(self.chain_seen) > 2 * self.settings.max_members:
+            self.chain_seen &= set(self.roster) | {self.hub}
 
     def member_joined(self, member: GroupMember, now: float, out: list[GroupOutput]) -> None:
         if member.node_id in self.roster:
@@ -299,7 +309,8 @@ class MemberGroup:
                 if key is None:
                     if head.key_wait_since_s is None:
                         head.key_wait_since_s = now
-                    if now - head.key_wait_since_s < self.settings.key_wait_s:
+                    waited_s = now - head.key_wait_since_s
+                    if waited_s < self.settings.key_wait_s and len(self._ready) <= self.settings.max_waiting:
                         return  # its key is on the way (distributions and messages race)
                     self._ready.popleft()
                     self._remember(message, now)
@@ -347,8 +358,8 @@ class MemberGroup:
     # -- the hub changes ------------------------------------------------------------------------
 
     def accepts_migration(self, new_hub: str, old_hub: str) -> bool:
-        if new_hub == self.hub:
-            return False
+        if new_hub == self.hub or new_hub not in self.chain_seen:
+            return False  # a member outside the chain cannot make itself hub
         if old_hub == self.hub:
             return True
         return old_hub == self.previous_hub and new_hub < self.hub

@@ -85,7 +85,7 @@ from tomproto.wire.group import (
 __all__ = ["Groups", "GroupSlot"]
 
 MAX_LOCAL_STEPS = 10_000  # payloads to ourselves handled in one call: more is a loop
-MAX_EARLY_PAYLOADS = 256  # from the hub of a group we are joining, before its Sync
+MAX_EARLY_PAYLOADS = 256  # from the hubs of groups we are joining, before their Syncs (all groups)
 MIGRATION_NOTICE = -1  # the ref of a HubMigration, whose delivery the engine waits for
 MIGRATION_NOTICE_TTL_S = 24 * 3600.0  # nothing lives past 24 h: an old hub never heard from is let go
 
@@ -119,11 +119,11 @@ class Groups:
         self._random_bytes = random_bytes
         self._wall_ms = wall_ms
         self.slots: dict[str, GroupSlot] = {}
-        self.invitations: dict[str, GroupInvite] = {}
-        self._invited_by_hub: dict[str, str] = {}
+        self.invitations: dict[str, tuple[GroupInvite, str]] = {}  # group -> (invitation, its hub)
+        self._joining: dict[str, str] = {}  # group -> the hub we asked to join
         self._early: dict[str, list[tuple[str, Any]]] = {}
+        self._early_count = 0
         self._creating: dict[tuple[str, str], float] = {}  # (hub, name) -> asked at
-        self._usernames: dict[str, str] = {}  # group -> the name we joined with
         self._refs: dict[int, tuple[str, int | None, str | None]] = {}  # ref -> (group, hub copy ref, migration target)
         self._next_ref = 0
 
@@ -144,12 +144,20 @@ class Groups:
         return group_id, self._run(out, now)
 
     def join(self, group_id: str, username: str, now: float) -> list[GroupOutput]:
-        invite = self.invitations.get(group_id)
-        hub = self._invited_by_hub.get(group_id)
-        if invite is None or hub is None:
+        found = self.invitations.pop(group_id, None)
+        if found is None:
             raise LocalError(f"no invitation to {group_id}")
-        self._usernames[group_id] = username
-        return self._run([SendGroupPayload(NodeId.parse(hub), GroupJoin(group_id, username), reliable=True)], now)
+        return self._run(self._ask_to_join(group_id, found[1], username), now)
+
+    def _ask_to_join(self, group_id: str, hub: str, username: str) -> list[GroupOutput]:
+        if len(self._joining) >= self.settings.max_groups:
+            self._forget_joining(next(iter(self._joining)))
+        self._joining[group_id] = hub
+        return [SendGroupPayload(NodeId.parse(hub), GroupJoin(group_id, username), reliable=True)]
+
+    def _forget_joining(self, group_id: str) -> None:
+        self._joining.pop(group_id, None)
+        self._early_count -= len(self._early.pop(group_id, []))
 
     def send(self, group_id: str, text: str, now: float) -> tuple[str, list[GroupOutput]]:
         member = self._member(group_id)
@@ -206,7 +214,6 @@ class Groups:
         slot = self.slots[group_id] = GroupSlot(group_id, hub=hub, hub_since_s=now)
         out.append(GroupCreatedHere(group_id, name, NodeId.parse(creator), now))
         if creator == self.me:
-            self._usernames[group_id] = username
             self._become_member(slot, hub.info(now), (), now, out)
         else:
             out.append(SendGroupPayload(NodeId.parse(creator), GroupCreated(hub.info(now)), reliable=True))
@@ -281,13 +288,15 @@ class Groups:
         group_id = _group_id_of(payload)
         slot = self.slots.get(group_id)
         if slot is None and isinstance(payload, GroupSync) and self._joined(sender, payload, now, out):
-            for early_sender, early in self._early.pop(group_id, []):
+            early_payloads = self._early.pop(group_id, [])
+            self._early_count -= len(early_payloads)
+            for early_sender, early in early_payloads:
                 self._dispatch(early_sender, early, now, out)
             return None
-        if slot is None and self._invited_by_hub.get(group_id) == sender:
-            early_payloads = self._early.setdefault(group_id, [])
-            if len(early_payloads) < MAX_EARLY_PAYLOADS:
-                early_payloads.append((sender, payload))  # overtook the Sync that makes us a member
+        if slot is None and self._joining.get(group_id) == sender:
+            if self._early_count < MAX_EARLY_PAYLOADS:
+                self._early.setdefault(group_id, []).append((sender, payload))  # overtook the Sync
+                self._early_count += 1
             return None
         if slot is None:
             out.append(GroupMessageRefused(str(group_id), NodeId.parse(sender), GroupRefusal.unknown_group,
@@ -407,25 +416,23 @@ class Groups:
     def _invited(self, sender: str, invite: GroupInvite, now: float, out: list[GroupOutput]) -> None:
         if invite.group_id in self.slots:
             return
-        if len(self.invitations) >= self.settings.max_groups:
-            self.invitations.pop(next(iter(self.invitations)))
-        self.invitations[invite.group_id] = invite
-        self._invited_by_hub[invite.group_id] = sender
         out.append(GroupInvited(invite.group_id, invite.group_name, NodeId.parse(sender),
                                 NodeId.parse(invite.inviter_id), now))  # fmt: skip
         if self.auto_join:
-            self._usernames[invite.group_id] = self.me[:8]
-            out.append(SendGroupPayload(NodeId.parse(sender), GroupJoin(invite.group_id, self.me[:8]), reliable=True))
+            out += self._ask_to_join(invite.group_id, sender, self.me[:8])
+            return
+        if len(self.invitations) >= self.settings.max_groups:
+            self.invitations.pop(next(iter(self.invitations)))
+        self.invitations[invite.group_id] = (invite, sender)
 
     def _joined(self, sender: str, payload: GroupSync, now: float, out: list[GroupOutput]) -> bool:
         """A Sync for a group we asked to join: we are a member now."""
         info = payload.group
-        if self._invited_by_hub.get(info.group_id) != sender or info.hub_relay_id != sender:
+        if self._joining.get(info.group_id) != sender or info.hub_relay_id != sender:
             return False
         if not any(member.node_id == self.me for member in info.members):
             return False
-        del self._invited_by_hub[info.group_id]
-        self.invitations.pop(info.group_id, None)
+        self._joining.pop(info.group_id)
         if len(self.slots) >= self.settings.max_groups:
             return True
         slot = self.slots[info.group_id] = GroupSlot(info.group_id)
@@ -517,9 +524,9 @@ class Groups:
             return
         hub, member = slot.hub, slot.member
         if hub is not None:
-            yields = payload.old_hub_id == self.me or (
+            yields = payload.new_hub_id in hub.chain_seen and (payload.old_hub_id == self.me or (
                 payload.old_hub_id == slot.old_hub and payload.new_hub_id < self.me
-            )
+            ))  # fmt: skip
             if not yields:
                 return
             predecessor = slot.old_hub

@@ -234,8 +234,16 @@ class MemberGroup:
         except CryptoError as error:
             out.append(GroupMessageRefused(self.group_id, sender, GroupRefusal.bad_signature, str(error), now))
             return
-        if self._delivered.contains(message.message_id, now) or self._is_waiting(message):
-            return  # a copy we have: the hub's resend after a lost ACK, or an old hub's straggler
+        if self._is_waiting(message):
+            return  # a copy we have: the hub's resend after a lost ACK
+        if self._delivered.contains(message.message_id, now):
+            # A copy we have (a resend after a lost ACK, an old hub's straggler), or one a new hub
+            # renumbered (its sender sent it again after a migration): not news, but a number
+            # still ahead of us must take its place in the order, or it would stall what follows
+            # as a gap and be counted as skipped. _drain passes over it without delivering it.
+            if self.next_seq is not None and message.seq >= self.next_seq and message.seq not in self._ahead:
+                self._order(message, now, out)
+            return
         if self._awaiting_first_from == hub:
             self._awaiting_first_from = None
             first = FirstMessageThroughNewHub(self.group_id, NodeId.parse(hub), message.message_id, message.seq, now)
@@ -300,6 +308,9 @@ class MemberGroup:
             head = self._ready[0]
             message = head.message
             key = None
+            if self._delivered.contains(message.message_id, now):  # a renumbered copy: its place only
+                self._ready.popleft()
+                continue
             if message.sender_id == self.me:  # the hub's echo of ours: in order, not news to us
                 self._ready.popleft()
                 self._remember(message, now)

@@ -306,6 +306,11 @@ class Groups:
         if slot.candidate is not None and member is not None and sender == member.hub:
             slot.candidate.heard_from_hub(now)
         if isinstance(payload, GroupMessage):
+            if sender == self.me and payload.seq != 0 and member is not None and member.hub == self.me:
+                # Our hub part's echo of our own message (we are hub and member): it is for the
+                # member part, which holds its place in the order. Taken as a submission, the
+                # hub would drop it as a duplicate, and our next number would stall as a gap.
+                return member.message_from_hub(payload, sender, now, out)
             if hub is not None and payload.sender_id == sender:
                 return hub.submitted(payload, sender, now, out)
             if member is not None:

@@ -114,6 +114,9 @@ class HubGroup:
         self.seq = seq
         self.history: deque[GroupMessage] = deque(history, maxlen=settings.history)
         self.passed_over: set[str] = set(passed_over)
+        # After a takeover, members that have not yet acknowledged our HubMigration: until they
+        # follow us they would refuse what we send (not from their hub), so it waits for them.
+        self.awaiting: set[str] = set()
         self.shadow, self.candidate = elect_chain(self.roster, me, self.passed_over)
         self.chain_seen = {node for node in (self.shadow, self.candidate) if node is not None}
         self._buckets: dict[str, TokenBucket] = {}
@@ -194,7 +197,7 @@ class HubGroup:
         self.history.append(sequenced)
         waiting: set[str] = set()
         for member in self.roster:
-            if member in self.passed_over:
+            if member in self.passed_over or member in self.awaiting:
                 self._note_missed(member, message.message_id)
                 continue
             if member == sender:
@@ -247,11 +250,22 @@ class HubGroup:
         holds (in order; late ones are delivered late, never lost), and its place in the chain."""
         if member in self.passed_over and member in self.roster:
             self.passed_over.discard(member)
-            missed = self._missed.pop(member, set())
-            for message in self.history:
-                if message.message_id in missed:
-                    self._send(member, message, out)
+            if member not in self.awaiting:
+                self._replay_missed(member, out)
             self._chain_may_change(now, out)
+
+    def follows(self, member: str, out: list[GroupOutput]) -> None:
+        """`member` acknowledged our HubMigration: what waited for it goes now."""
+        if member in self.awaiting:
+            self.awaiting.discard(member)
+            if member not in self.passed_over:
+                self._replay_missed(member, out)
+
+    def _replay_missed(self, member: str, out: list[GroupOutput]) -> None:
+        missed = self._missed.pop(member, set())
+        for message in self.history:
+            if message.message_id in missed:
+                self._send(member, message, out)
 
     def _note_missed(self, member: str, message_id: str) -> None:
         missed = self._missed.setdefault(member, set())
@@ -275,7 +289,7 @@ class HubGroup:
             self._send(self.candidate, GroupCandidateAssigned(self.group_id), out)
         info = self.info(now)
         for member in self.members_but(self.me):
-            if member not in self.passed_over:
+            if member not in self.passed_over and member not in self.awaiting:
                 self._send(member, GroupSync(info, ()), out)
         if self.me in self.roster:
             self._send(self.me, GroupSync(info, ()), out)

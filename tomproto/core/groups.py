@@ -258,6 +258,7 @@ class Groups:
             slot.migrating.discard(migration_target)
             if slot.hub is not None and migration_target in slot.hub.roster:
                 self._after_notice(slot.hub, migration_target, now, out)
+                slot.hub.follows(migration_target, out)
         return self._run(out, now)
 
     def _after_notice(self, hub: HubGroup, node: str, now: float, out: list[GroupOutput]) -> None:
@@ -276,6 +277,8 @@ class Groups:
         for slot in self.slots.values():
             if slot.hub is not None:
                 slot.hub.heard_from(peer.hex, now, out)
+                if slot.migrating and peer.hex in slot.migrating:
+                    self._send_migrations(slot, now, out)  # back in reach: no need to wait for a heartbeat
         return self._run(out, now) if out else out
 
     def _dispatch(self, sender: str, payload: Any, now: float, out: list[GroupOutput]) -> None:
@@ -504,6 +507,7 @@ class Groups:
         out.append(HubPromoted(slot.group_id, NodeId.parse(old_hub), reason, last_pong, reports, now))
         others = [node for node in roster if node not in (self.me, old_hub)]
         hub.start_settling(set(others), now)
+        hub.awaiting = set(others) | ({old_hub} & set(roster))
         slot.migrating = set(others) | {old_hub}
         self._send_migrations(slot, now, out)
         member.migrate(self.me, now, out)

@@ -14,8 +14,10 @@ import pytest
 __all__ = ["TIER_BUDGETS_S", "TierClock"]
 
 # Wall seconds on a 2-core CI machine with the lab's tools (.ci/run says the same). Measured when
-# this was written, on a quiet machine: unit 23 s, cli 55 s, sim 26 s, integration 110 s, lab 227 s.
-TIER_BUDGETS_S = {"unit": 60, "cli": 90, "sim": 60, "integration": 240, "lab": 600}
+# this was written, on a quiet machine: unit 23 s, cli 55 s, sim 26 s, integration 110 s, lab 227 s;
+# the group failover (issue 12) then added ~70 s to sim (two runs of 100 seeds are its acceptance)
+# and a 4-process kill -9 run to integration.
+TIER_BUDGETS_S = {"unit": 60, "cli": 90, "sim": 150, "integration": 300, "lab": 600}
 
 
 class TierClock:

@@ -21,20 +21,26 @@ from tomproto.core.group_events import (
 CHATTER_S = 0.2  # each member's pace: the hub's per-sender rate (5/s), the campaign's helper case
 
 
-def chatter(group: GroupWorld, nodes: list[RuntimeNode], alive: set[str], interval_s: float) -> dict[str, list[str]]:
-    """Each node sends a message every `interval_s` while it is in `alive`; the ids each sent."""
+def chatter(
+    group: GroupWorld, nodes: list[RuntimeNode], alive: set[str], interval_s: float
+) -> tuple[dict[str, list[str]], dict[str, float]]:
+    """Each node sends a message every `interval_s` while it is in `alive`: the ids each sent,
+    and when each was sent."""
     world = group.world
     sent: dict[str, list[str]] = {node.name: [] for node in nodes}
+    sent_at: dict[str, float] = {}
 
     def tick(node: RuntimeNode) -> None:
         if node.name not in alive:
             return
-        sent[node.name].append(group.send(node, f"{node.name} at {world.now:.2f}"))
+        message_id = group.send(node, f"{node.name} at {world.now:.2f}")
+        sent[node.name].append(message_id)
+        sent_at[message_id] = world.now
         world.at(world.now + interval_s, lambda: tick(node))
 
     for index, node in enumerate(nodes):
         world.at(world.now + 0.05 * index, lambda node=node: tick(node))  # type: ignore[misc]
-    return sent
+    return sent, sent_at
 
 
 def test_with_members_chattering_the_shadow_takes_over_at_the_last_pong_plus_3_5_s_and_nothing_is_lost() -> None:
@@ -43,7 +49,7 @@ def test_with_members_chattering_the_shadow_takes_over_at_the_last_pong_plus_3_5
         world = group.world
         members = group.nodes[1:]
         alive = {node.name for node in group.nodes}
-        sent = chatter(group, group.nodes, alive, CHATTER_S)
+        sent, sent_at = chatter(group, group.nodes, alive, CHATTER_S)
         world.run_for(3.0)
         crash_s = world.now
         alive.discard("a")
@@ -73,6 +79,11 @@ def test_with_members_chattering_the_shadow_takes_over_at_the_last_pong_plus_3_5
             for other in members:
                 if other is not node:
                     assert set(sent[other.name]) <= set(received)
+            # Once the group settled on its new hub, nothing waits: not even at the new hub, a
+            # member too, which gets its own messages back in their place in the order.
+            for message in received_by(node, group_id):
+                if sent_at[message.message_id] > fact.at_s + 1.0:
+                    assert message.at_s - sent_at[message.message_id] < 0.5, node.name
             confirmed = {confirmation.message_id for confirmation in node.facts(GroupMessageConfirmed)}
             assert confirmed == set(sent[node.name])  # what the dead hub left was resent, and acknowledged
             member = node.runtime.groups.engine.member(group_id)

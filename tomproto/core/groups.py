@@ -285,7 +285,12 @@ class Groups:
         if slot.candidate is not None and member is not None and sender == member.hub:
             slot.candidate.heard_from_hub(now)
         if isinstance(payload, GroupMessage):
-            if hub is not None and payload.sender_id == sender:
+            # Fix: a hub that is also a member echoes its own messages to itself, signed by
+            # itself like a submission; taken for one (a duplicate, acknowledged again), the echo
+            # never reached the member part, whose order then waited at each of its own numbers
+            # until a gap sync (2 s and more). The echo is numbered; a submission is not (seq 0).
+            own_echo = sender == self.me and payload.seq != 0
+            if hub is not None and payload.sender_id == sender and not own_echo:
                 return hub.submitted(payload, sender, now, out)
             if member is not None:
                 return member.message_from_hub(payload, sender, now, out)

@@ -22,7 +22,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
 import signal
 import socket
 import subprocess
@@ -50,7 +49,8 @@ from tomstress.groups import (
 )
 from tomstress.stats import nearest_rank
 
-__all__ = ["GroupNodeProcess", "FailoverRun", "run_failover", "free_udp_ports", "main"]
+__all__ = ["GroupNodeProcess", "FailoverRun", "run_failover", "spawn_group_node", "wait_ready", "free_udp_ports",
+           "summarize_runs", "main"]
 
 TOM_STRESS = [sys.executable, "-m", "tomstress"]
 LOOPBACK = "127.0.0.1"
@@ -129,26 +129,27 @@ def free_udp_ports(count: int) -> list[int]:
             sock.close()
 
 
-def start_group_node(name: str, node_id: str, workdir: Path, *arguments: str) -> GroupNodeProcess:
-    """Start one child and wait for its ready line (START_TIMEOUT_S; killed if it does not come)."""
+def spawn_group_node(name: str, node_id: str, workdir: Path, *arguments: str) -> GroupNodeProcess:
+    """Start one child (its lines read from now on); `wait_ready` next."""
     stderr_path = workdir / f"{name}.stderr"
     with stderr_path.open("w") as stderr:
         process = subprocess.Popen([*TOM_STRESS, "group-node", *arguments], stdout=subprocess.PIPE, stderr=stderr,
-                                   text=True, env={**os.environ, "PYTHONUNBUFFERED": "1"})  # fmt: skip
+                                   text=True)  # fmt: skip
     child = GroupNodeProcess(name, node_id, process, stderr_path)
     child.reader = threading.Thread(target=child.read, name=f"group-node {name}", daemon=True)
     child.reader.start()
-    try:
-        wait_for(lambda: any(line.get("event") == READY for line in child.lines), START_TIMEOUT_S,
-                 f"{name}'s ready line", [child])  # fmt: skip
-    except BaseException:
-        child.kill()
-        raise
-    ready = next(line for line in child.lines if line.get("event") == READY)
-    if ready.get("node_id") != node_id:
-        child.kill()
-        raise RuntimeError(f"{name} runs as {ready.get('node_id')}, not {node_id}")
     return child
+
+
+def wait_ready(children: list[GroupNodeProcess]) -> None:
+    """Every child's ready line, within START_TIMEOUT_S, from the NodeId it was given."""
+    names = ", ".join(child.name for child in children)
+    wait_for(lambda: all(any(line.get("event") == READY for line in child.lines) for child in children),
+             START_TIMEOUT_S, f"ready line from each of {names}", children)  # fmt: skip
+    for child in children:
+        ready = next(line for line in child.lines if line.get("event") == READY)
+        if ready.get("node_id") != child.node_id:
+            raise RuntimeError(f"{child.name} runs as {ready.get('node_id')}, not {child.node_id}")
 
 
 def wait_for(condition: Callable[[], bool], timeout_s: float, what: str, children: list[GroupNodeProcess]) -> None:
@@ -212,12 +213,14 @@ def run_failover(
                 "--chatter", chatter, "--duration", format_duration(MAX_RUN_S)]  # fmt: skip
 
     try:
-        for name in NAMES[1:]:
-            children[name] = start_group_node(name, node_ids[name], workdir, *arguments(name), "--join")
-        invites = [f"--invite={node_ids[name]}" for name in NAMES[1:]]
-        children["a"] = start_group_node("a", node_ids["a"], workdir, *arguments("a"), "--create", "failover",
-                                         *invites)  # fmt: skip
+        for name in NAMES[1:]:  # the invited first: an invitation that cannot be delivered is not kept
+            children[name] = spawn_group_node(name, node_ids[name], workdir, *arguments(name), "--join")
         members = [children[name] for name in NAMES[1:]]
+        wait_ready(members)
+        invites = [f"--invite={node_ids[name]}" for name in NAMES[1:]]
+        children["a"] = spawn_group_node("a", node_ids["a"], workdir, *arguments("a"), "--create", "failover",
+                                         *invites)  # fmt: skip
+        wait_ready([children["a"]])
         member_ids = {child.node_id for child in members}
         everyone = list(children.values())
 

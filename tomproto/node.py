@@ -21,7 +21,11 @@ Rules it enforces:
 - once closed, the node handles nothing more, and `receive` and `send_message` raise
   ConnectionLost instead of waiting;
 - everything the runtime and the transport report is published on `events` to any number of
-  subscribers; counters stay readable (`counters`, `rejected`, `envelopes`).
+  subscribers; counters stay readable (`counters`, `rejected`, `envelopes`);
+- groups are the runtime's (tomproto/core/groups.py): each group call hands the runtime `now` and
+  carries out what it says, as a send does; their facts (GroupJoined, GroupMessageReceived,
+  HubPromoted...) come out on `events` like any other, stamped with the runtime's `now`
+  (time.monotonic()).
 """
 
 from __future__ import annotations
@@ -34,6 +38,7 @@ from dataclasses import dataclass
 
 from tomproto.core.delivery import DELIVERY_DEADLINE_S, DeliveryStatus
 from tomproto.core.framing import FrameRefusal
+from tomproto.core.group_events import GroupJoined
 from tomproto.core.paths import Address, Path, Transport
 from tomproto.core.runtime import Runtime, RuntimeCounters, RuntimeOutput, RuntimeSettings
 from tomproto.core.runtime_events import (
@@ -239,6 +244,82 @@ class Node:
         sent = self.endpoint.reply(message.connection, sealed.wire, Transport.datagram)
         self.envelopes["out", sealed.envelope.msg_type.value] += 1
         return sent
+
+    # -- groups ---------------------------------------------------------------------------------
+
+    def create_group(
+        self, name: str, members: list[NodeId], *, username: str, hub: NodeId | None = None,
+        invite_only: bool = False,
+    ) -> str | None:  # fmt: skip
+        """Create a group hosted here, inviting `members` (its id), or ask `hub` to host it (None:
+        its id comes with the GroupJoined fact, see `wait_group_joined`)."""
+        self._check_open()
+        group_id, outputs = self.runtime.groups.create(
+            name, username, list(members), time.monotonic(), hub=hub, invite_only=invite_only
+        )
+        self._carry_out(outputs)
+        return group_id
+
+    def join_group(self, group_id: str, username: str) -> None:
+        """Join a group we were invited to (LocalError without an invitation)."""
+        self._check_open()
+        self._carry_out(self.runtime.groups.join(group_id, username, time.monotonic()))
+
+    def send_group(self, group_id: str, text: str) -> str:
+        """Send a message to a group we are a member of (its id); LocalError when we are not,
+        Backpressure when too many of ours wait for the hub's acknowledgement."""
+        self._check_open()
+        message_id, outputs = self.runtime.groups.send(group_id, text, time.monotonic())
+        self._carry_out(outputs)
+        return message_id
+
+    def leave_group(self, group_id: str) -> None:
+        self._check_open()
+        self._carry_out(self.runtime.groups.leave(group_id, time.monotonic()))
+
+    def kick_from_group(self, group_id: str, target: NodeId) -> None:
+        """Ask the hub to remove `target` (an Admin's right: the hub refuses anyone else)."""
+        self._check_open()
+        self._carry_out(self.runtime.groups.kick(group_id, target, time.monotonic()))
+
+    def invite_to_group(self, group_id: str, target: NodeId) -> None:
+        self._check_open()
+        self._carry_out(self.runtime.groups.invite(group_id, target, time.monotonic()))
+
+    @property
+    def member_groups(self) -> list[str]:
+        """The groups we are a member of (hosting one without being in it does not count)."""
+        engine = self.runtime.groups.engine
+        return [group_id for group_id, slot in engine.slots.items() if slot.member is not None]
+
+    async def wait_group_joined(
+        self, group_id: str | None = None, *, name: str | None = None, timeout_s: float = 30.0
+    ) -> GroupJoined:
+        """The GroupJoined fact of `group_id` (or of a group named `name`, or of any group),
+        within `timeout_s` (TimeoutError). A group we are already a member of answers at once, so
+        a caller need not subscribe before its call; one created on a remote hub is known by
+        its name until then (call this before awaiting anything else after `create_group`)."""
+        engine = self.runtime.groups.engine
+        if group_id is not None:
+            member = engine.member(group_id)
+            if member is not None:
+                info = member.info
+                return GroupJoined(group_id, info.name, NodeId.parse(member.hub), len(member.roster), time.monotonic())
+        joined: asyncio.Future[GroupJoined] = asyncio.get_running_loop().create_future()
+
+        def seen(fact: GroupJoined) -> None:
+            if joined.done() or (group_id is not None and fact.group_id != group_id):
+                return
+            if name is None or fact.name == name:
+                joined.set_result(fact)
+
+        with self.events.subscribe(seen, GroupJoined):
+            async with asyncio.timeout(timeout_s):
+                return await joined
+
+    def _check_open(self) -> None:
+        if self._closed:
+            raise ConnectionLost("the node is closed")
 
     # -- receiving ------------------------------------------------------------------------------
 

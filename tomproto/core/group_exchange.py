@@ -17,9 +17,10 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
+from tomproto.core.antispam import anonymous_rate_per_s
 from tomproto.core.delivery import UNACKED_TYPES, DeliveryStatus
 from tomproto.core.framing import FrameRefusal
-from tomproto.core.group_events import GroupJoined, GroupOutput, HubMigrated, SendGroupPayload
+from tomproto.core.group_events import GroupJoined, GroupOutput, HubMigrated, HubPromoted, SendGroupPayload
 from tomproto.core.groups import Groups
 from tomproto.core.runtime_events import Purpose, RefusalReason, RuntimeOutput
 from tomproto.core.transport_events import Received
@@ -121,6 +122,8 @@ class GroupExchange:
                 if isinstance(output, (GroupJoined, HubMigrated)):
                     hub = output.hub if isinstance(output, GroupJoined) else output.new_hub
                     self._grant_hub(hub, now)
+                if isinstance(output, HubPromoted):
+                    self._grant_members(output.group_id, now)
                 out.append(output)
                 continue
             msg_type = message_type_of(output.payload)
@@ -140,6 +143,23 @@ class GroupExchange:
         settings = self.engine.settings
         rate = settings.max_members * settings.sender_rate_per_s + 20
         runtime.grant(hub, rate, 2 * rate, now + HUB_GRANT_S, now)
+
+    def _grant_members(self, group_id: str, now: float) -> None:
+        # Fix: once we take over, every member sends us at once what the dead hub never
+        # acknowledged (a whole outage's worth, up to `max_pending`), after its SyncRequest. Held
+        # to the anonymous bucket (bursts of 20), the rest was throttled and came again only at
+        # its delivery deadline, 30 s later, while its sender reported us unreachable every 3 s.
+        # The anonymous rate, with a burst that covers the backlog; a campaign's grant is kept.
+        hub = self.engine.hub_of(group_id)
+        if hub is None:
+            return
+        runtime = self.runtime
+        rate = anonymous_rate_per_s()
+        burst = 2 * rate + self.engine.settings.max_pending
+        for node in hub.roster:
+            peer = NodeId.parse(node)
+            if peer != runtime.me and runtime.spam.granted(peer, now) is None:
+                runtime.grant(peer, rate, burst, now + HUB_GRANT_S, now)
 
     # -- time -----------------------------------------------------------------------------------
 

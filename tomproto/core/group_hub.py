@@ -103,6 +103,7 @@ class HubGroup:
         self, me: str, config: HubConfig, roster: dict[str, GroupMember], settings: GroupSettings, now: float, *,
         wall_ms: Callable[[float], int], config_version: int = 1, seq: int = 0,
         history: tuple[GroupMessage, ...] = (), passed_over: frozenset[str] = frozenset(),
+        backlog_credit: int = 0,
     ) -> None:  # fmt: skip
         self.me = me
         self.config = config
@@ -117,6 +118,9 @@ class HubGroup:
         # After a takeover, members that have not yet acknowledged our HubMigration: until they
         # follow us they would refuse what we send (not from their hub), so it waits for them.
         self.awaiting: set[str] = set()
+        # A hub that took over: each sender may go over its rate this many messages, once (see submitted).
+        self.backlog_credit = backlog_credit
+        self._credit_used: dict[str, int] = {}
         self.shadow, self.candidate = elect_chain(self.roster, me, self.passed_over)
         self.chain_seen = {node for node in (self.shadow, self.candidate) if node is not None}
         self._buckets: dict[str, TokenBucket] = {}
@@ -183,10 +187,23 @@ class HubGroup:
         if bucket is None:
             settings = self.settings
             bucket = self._buckets[sender] = TokenBucket.full(settings.sender_rate_per_s, settings.sender_burst, now)
-        if not bucket.take(now):
+        if not bucket.take(now) and not self._take_credit(sender):
             return self._refuse(sender, GroupRefusal.rate_limited, message.message_id, now, out)
         self._sequence(message, sender, now, out)
         return None
+
+    def _take_credit(self, sender: str) -> bool:
+        # Fix: after a takeover every member resends at once what the dead hub never acknowledged
+        # (up to the whole outage's worth, sent at the allowed pace), and its live messages go on
+        # at that pace. Charged to the bucket alone, the backlog over the burst was refused; a
+        # refused message is never acknowledged nor sent again, so it was lost, and its sender
+        # reported the new hub unreachable every 3 s for good. The credit is sized by the promoter
+        # to the outage and spent once: it lets the backlog through, not a lasting higher rate.
+        used = self._credit_used.get(sender, 0)
+        if used >= self.backlog_credit:
+            return False
+        self._credit_used[sender] = used + 1
+        return True
 
     def _sequence(self, message: GroupMessage, sender: str, now: float, out: list[GroupOutput]) -> None:
         settings = self.settings

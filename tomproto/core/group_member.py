@@ -385,6 +385,12 @@ class MemberGroup:
         out.append(HubMigrated(self.group_id, NodeId.parse(old), NodeId.parse(new_hub), now))
         since = 0 if self.next_seq is None else self.next_seq - 1
         out.append(SendGroupPayload(NodeId.parse(new_hub), GroupSyncRequest(self.group_id, since), reliable=True))
+        # Fix: our sender key went to the members through the old hub, which may have died with
+        # it unforwarded (a member that joined, or a rotation, just before): without it, every
+        # message of ours is unreadable to them for good. Given again through the new hub (a key
+        # a member holds already is installed once); before the messages, which it forwards
+        # at once while it holds messages until its numbering settles.
+        self.distribute(self.others(), now, out)
         for pending in self.pending.values():
             pending.hub, pending.sent_s = new_hub, now
             out.append(SendGroupPayload(NodeId.parse(new_hub), pending.message, reliable=True))

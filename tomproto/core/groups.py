@@ -25,6 +25,7 @@ Rules it enforces (beyond the hub's and the member's own, group_hub.py and group
 
 from __future__ import annotations
 
+import math
 import uuid
 from collections import deque
 from collections.abc import Callable
@@ -497,11 +498,19 @@ class Groups:
             version = slot.shadow_sync.config_version
         info = member.info
         config = HubConfig(slot.group_id, info.name, info.created_by, info.created_at, info.invite_only)
+        # What a member pacing itself at the allowed rate may have sent since the old hub last
+        # worked and must resend now (HubGroup._take_credit says why it is needed).
+        settings = self.settings
+        last_heard = last_pong if last_pong is not None else (
+            slot.candidate.last_heard_s if slot.candidate is not None else now
+        )  # fmt: skip
+        outage_s = now - last_heard + settings.delivery_ack_wait_s + settings.settle_timeout_s
+        credit = min(settings.max_pending, math.ceil(outage_s * settings.sender_rate_per_s))
         # A candidate takes over because hub and shadow are both gone: neither is elected again.
         gone = {old_hub} if reason != "candidate_timeout" or info.shadow_id is None else {old_hub, info.shadow_id}
         hub = HubGroup(self.me, config, roster, self.settings, now, wall_ms=self._wall_ms, config_version=version + 1,
                        seq=(member.next_seq or 1) - 1, history=tuple(member.history),
-                       passed_over=frozenset(gone))  # fmt: skip
+                       passed_over=frozenset(gone), backlog_credit=credit)  # fmt: skip
         slot.hub, slot.hub_since_s, slot.old_hub = hub, now, old_hub
         slot.shadow = slot.candidate = None
         out.append(HubPromoted(slot.group_id, NodeId.parse(old_hub), reason, last_pong, reports, now))

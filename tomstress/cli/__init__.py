@@ -13,7 +13,7 @@ from tomproto.buildinfo import version_line
 from tomproto.errors import LocalError
 from tomproto.relay.cli import EXIT_CODES_HELP as RELAY_EXIT_CODES_HELP
 from tomproto.relay.cli import relay as relay_command
-from tomstress.cli import identity, lab, natreport, ping, responder
+from tomstress.cli import group_node, identity, lab, natreport, ping, responder
 from tomstress.cli.common import fail
 
 __all__ = ["app", "main"]
@@ -30,6 +30,7 @@ responder.register(app)
 ping.register(app)
 natreport.register(app)
 lab.register(app)
+group_node.register(app)
 app.command(
     "relay",
     help="Run tom-relay, the relay and rendezvous server (same as the tom-relay command).",

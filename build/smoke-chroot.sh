@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Run the static binary where no Python can help it: an empty root holding only the binary, a
-# writable /tmp and /proc. Runs --version and `ping --local`, then SIGKILLs the outermost process of
-# a `ping --local --continuous` and checks that nothing it started outlives it by 2 s (staticx's
+# writable /tmp and /proc. Runs --version, `ping --local` and a one-node `group-node`, then
+# SIGKILLs the outermost process of a `ping --local --continuous` and checks that nothing it started outlives it by 2 s (staticx's
 # bootloader forwards no SIGKILL: our lifeline must see it go); exits non-zero if anything fails.
 #
 #   build/smoke-chroot.sh BINARY [RUNNER]     (RUNNER: e.g. qemu-aarch64-static for a foreign binary)
@@ -32,6 +32,13 @@ echo "$relay_version"
 case "$relay_version" in tom-relay*) ;; *) echo "tom-relay did not answer as tom-relay" >&2; exit 1 ;; esac
 env -i PATH=/bin "$(command -v chroot)" "$root" "${run[@]}" ping --local --count 5 --interval 100ms --timeout 5s \
     --output-dir /tmp/results --no-live
+echo "== group-node: a group hosted here, three messages through its hub"
+group_out=$(env -i PATH=/bin "$(command -v chroot)" "$root" "${run[@]}" group-node --listen 127.0.0.1:0 \
+    --create smoke --chatter 500ms --duration 4s)
+echo "$group_out" | grep -q '"fact": "GroupJoined"' || { echo "group-node joined no group" >&2; exit 1; }
+[ "$(echo "$group_out" | grep -c '"fact": "GroupMessageConfirmed"')" -ge 2 ] \
+    || { echo "group-node: its hub confirmed fewer than 2 messages" >&2; exit 1; }
+echo "$group_out" | tail -n 1 | grep -q '"event": "stopped"' || { echo "group-node did not stop cleanly" >&2; exit 1; }
 
 # Every process below $1 ("pid starttime" lines), from /proc/<pid>/task/*/children.
 descendants() {

@@ -20,11 +20,19 @@ from typing import TYPE_CHECKING
 from tomproto.core.antispam import anonymous_rate_per_s
 from tomproto.core.delivery import UNACKED_TYPES, DeliveryStatus
 from tomproto.core.framing import FrameRefusal
-from tomproto.core.group_events import GroupJoined, GroupOutput, HubMigrated, HubPromoted, SendGroupPayload
+from tomproto.core.group_events import (
+    GroupJoined,
+    GroupMessageRefused,
+    GroupOutput,
+    GroupRefusal,
+    HubMigrated,
+    HubPromoted,
+    SendGroupPayload,
+)
 from tomproto.core.groups import Groups
 from tomproto.core.runtime_events import Purpose, RefusalReason, RuntimeOutput
 from tomproto.core.transport_events import Received
-from tomproto.errors import DecodeError, LocalError
+from tomproto.errors import DecodeError, LocalError, TomError
 from tomproto.identity import NodeId
 from tomproto.wire import decode_payload, encode_payload, message_type_of
 from tomproto.wire.envelope import Envelope, MessageType
@@ -92,12 +100,22 @@ class GroupExchange:
         payload = self.decode(envelope, frame, now, out)
         if payload is None:
             return FrameRefusal.rejected
-        self.carry_out(self.engine.receive(sender, payload, now), now, out)
+        self.consume(payload, sender, now, out)
         return None
 
     def consume(self, payload: object, sender: NodeId, now: float, out: list[RuntimeOutput]) -> None:
-        """A reliable group payload, delivered once (deduplicated and ACKed by the runtime)."""
-        self.carry_out(self.engine.receive(sender, payload, now), now, out)
+        """A group payload, delivered once (the reliable ones deduplicated and ACKed by the
+        runtime). A field the codec cannot check (a NodeId that is not a valid key, say) makes the
+        engine raise: refused and counted, never an exception out of the runtime."""
+        try:
+            outputs = self.engine.receive(sender, payload, now)
+        except (TomError, ValueError) as error:
+            self.runtime.counters.refused[RefusalReason.bad_payload.value] += 1
+            group_id = getattr(payload, "group_id", "")
+            out.append(GroupMessageRefused(group_id if isinstance(group_id, str) else "", sender,
+                                           GroupRefusal.malformed, str(error), now))  # fmt: skip
+            return
+        self.carry_out(outputs, now, out)
 
     # -- outcomes -------------------------------------------------------------------------------
 
@@ -129,7 +147,12 @@ class GroupExchange:
             msg_type = message_type_of(output.payload)
             payload = encode_payload(output.payload)
             if output.reliable:
-                message_id = runtime.send_tracked(output.peer, payload, msg_type, now, out, keep_for_offline=False)
+                try:
+                    message_id = runtime.send_tracked(output.peer, payload, msg_type, now, out, keep_for_offline=False)
+                except LocalError:  # over the envelope cap: a send that cannot be, failed
+                    if output.ref is not None:
+                        self.carry_out(self.engine.send_finished(output.ref, False, now), now, out)
+                    continue
                 if output.ref is not None:
                     self._refs[message_id] = output.ref
             else:

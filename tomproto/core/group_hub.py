@@ -68,6 +68,8 @@ MAX_INVITES = 1000  # open invitations per group (the oldest go first)
 # What one group message may carry: the history (100 messages, kept by the hub and every member)
 # stays under 7 MB per group.
 MAX_GROUP_MESSAGE_BYTES = 64 * 1024
+MAX_SYNC_BYTES = 160 * 1024  # the history a Sync carries: it must fit the 256 KiB envelope cap
+MAX_HELD_WHILE_SETTLING = 4096  # a takeover's backlog (members resend what is still unacknowledged)
 
 
 @dataclass(frozen=True, slots=True)
@@ -180,7 +182,7 @@ class HubGroup:
                 self._send(sender, GroupDeliveryAck(self.group_id, message.message_id), out)
             return None
         if self.settling is not None:
-            if len(self.settling.held) < self.settings.max_waiting:
+            if len(self.settling.held) < MAX_HELD_WHILE_SETTLING:
                 self.settling.held.append((message, sender))
             return None
         bucket = self._buckets.get(sender)
@@ -336,7 +338,7 @@ class HubGroup:
 
     def join(self, node: str, username: str, now: float, out: list[GroupOutput]) -> None:
         if node in self.roster:
-            self._send(node, GroupSync(self.info(now), tuple(self.history)), out)  # a lost Sync, asked again
+            self._send(node, GroupSync(self.info(now), self.recent(0)), out)  # a lost Sync, asked again
             return None
         invited_until = self.invites.get(node)
         if self.config.invite_only and (invited_until is None or invited_until <= now):
@@ -355,7 +357,7 @@ class HubGroup:
         out.append(MemberJoined(self.group_id, NodeId.parse(node), member.username, now))
         for other in self.members_but(node):
             self._send(other, GroupMemberJoined(self.group_id, member), out)
-        self._send(node, GroupSync(self.info(now), tuple(self.history)), out)
+        self._send(node, GroupSync(self.info(now), self.recent(0)), out)
         self.sync_shadow(out)
         self._chain_may_change(now, out)
 
@@ -364,6 +366,10 @@ class HubGroup:
         if member is None:
             return
         self.passed_over.discard(node)
+        self.chain_seen.discard(node)  # gone: it may no longer claim the hub
+        self.awaiting.discard(node)
+        for table in (self._missed, self._buckets, self._credit_used):
+            table.pop(node, None)
         self.config_version += 1
         out.append(MemberLeft(self.group_id, NodeId.parse(node), reason.value, now))
         notice = GroupMemberLeft(self.group_id, node, member.username, reason)
@@ -408,13 +414,27 @@ class HubGroup:
         """A member's sender key, to each recipient that is a member (its own entry only)."""
         if sender not in self.roster or payload.sender_id != sender:
             return self._refuse(sender, GroupRefusal.not_member, "sender key distribution", now, out)
-        for entry in payload.encrypted_keys:
+        for entry in {entry.recipient_id: entry for entry in payload.encrypted_keys}.values():  # once each
             if entry.recipient_id in self.roster and entry.recipient_id != sender:
                 single = dataclasses.replace(payload, encrypted_keys=(entry,))
                 self._send(entry.recipient_id, single, out)
         return None
 
     # -- sync and the takeover ------------------------------------------------------------------
+
+    def recent(self, since_seq: int) -> tuple[GroupMessage, ...]:
+        """The history after `since_seq`, its latest messages first kept, to what one envelope
+        carries (byte fields travel as integer arrays, up to 2 bytes a byte)."""
+        kept: list[GroupMessage] = []
+        budget = MAX_SYNC_BYTES
+        for message in reversed(self.history):
+            if message.seq <= since_seq:
+                break
+            budget -= 2 * (len(message.ciphertext) + len(message.text.encode())) + 512
+            if budget < 0:
+                break
+            kept.append(message)
+        return tuple(reversed(kept))
 
     def sync_requested(self, node: str, since_seq: int, now: float, out: list[GroupOutput]) -> None:
         if node not in self.roster:
@@ -432,8 +452,7 @@ class HubGroup:
             if settling.expected <= settling.reported:
                 self.settle(now, out)
             return None
-        messages = tuple(message for message in self.history if message.seq > since_seq)
-        self._send(node, GroupSyncResponse(self.group_id, messages, self.seq), out)
+        self._send(node, GroupSyncResponse(self.group_id, self.recent(since_seq), self.seq), out)
         return None
 
     def start_settling(self, expected: set[str], now: float) -> None:

@@ -70,8 +70,9 @@ __all__ = ["MemberGroup"]
 @dataclass(slots=True)
 class _Pending:
     message: GroupMessage
-    sent_s: float
+    sent_s: float  # last sent
     hub: str
+    first_sent_s: float
 
 
 @dataclass(slots=True)
@@ -110,6 +111,9 @@ class MemberGroup:
         self._awaiting_first_from: str | None = None
         self._saw_chain(info)
         self.skipped = 0
+        # (sender, epoch) whose key never came within the wait: later messages under it are not
+        # waited for again (each would hold everything behind it for the whole wait).
+        self._given_up: set[tuple[str, int]] = set()
         self.late = 0
 
     # -- the application ------------------------------------------------------------------------
@@ -132,7 +136,7 @@ class MemberGroup:
             key_epoch=own.epoch, random_bytes=self._random_bytes,
         )  # fmt: skip
         own.messages += 1
-        self.pending[message.message_id] = _Pending(message, now, self.hub)
+        self.pending[message.message_id] = _Pending(message, now, self.hub, now)
         out.append(SendGroupPayload(NodeId.parse(self.hub), message, reliable=True))
         return message.message_id
 
@@ -174,6 +178,7 @@ class MemberGroup:
                                                f"sender key: {error}", now))  # fmt: skip
                 return
             self.keys.learn(sender, payload.epoch, key, now, self.settings.previous_epoch_grace_s)
+            self._given_up.discard((sender, payload.epoch))
         self._drain(now, out)
 
     # -- the roster -----------------------------------------------------------------------------
@@ -189,9 +194,11 @@ class MemberGroup:
         self._saw_chain(info)
         for member in joined:
             self.roster[member.node_id] = member
-        if self.next_seq is None:
-            # Joining: what was said before is not replayed; numbering goes on from there.
-            self.next_seq = max((message.seq for message in recent), default=0) + 1
+        if self.next_seq is None and recent:
+            # Joining: what was said before is not replayed; numbering goes on from there. (A
+            # Sync without history, which may overtake the one with it, says nothing of where
+            # numbering stands: then the first message we get does.)
+            self.next_seq = max(message.seq for message in recent) + 1
             for message in recent:
                 self._delivered.add(message.message_id, now + self.settings.dedup_s, now)
                 self.history.append(message)
@@ -216,6 +223,7 @@ class MemberGroup:
         if self.roster.pop(node, None) is None:
             return
         self.keys.forget(node)
+        self.chain_seen.discard(node)  # gone: it may no longer claim the hub
         out.append(MemberLeft(self.group_id, NodeId.parse(node), reason, now))
         self.rotate("member_left", now, out)  # what follows is sealed from the one who left
 
@@ -321,8 +329,12 @@ class MemberGroup:
                     if head.key_wait_since_s is None:
                         head.key_wait_since_s = now
                     waited_s = now - head.key_wait_since_s
-                    if waited_s < self.settings.key_wait_s and len(self._ready) <= self.settings.max_waiting:
+                    given_up = (message.sender_id, message.key_epoch) in self._given_up
+                    if (not given_up and waited_s < self.settings.key_wait_s
+                            and len(self._ready) <= self.settings.max_waiting):  # fmt: skip
                         return  # its key is on the way (distributions and messages race)
+                    if len(self._given_up) < self.settings.max_waiting:
+                        self._given_up.add((message.sender_id, message.key_epoch))
                     self._ready.popleft()
                     self._remember(message, now)
                     out.append(self._unreadable(message, "no sender key for its epoch", now))
@@ -369,7 +381,7 @@ class MemberGroup:
     # -- the hub changes ------------------------------------------------------------------------
 
     def accepts_migration(self, new_hub: str, old_hub: str) -> bool:
-        if new_hub == self.hub or new_hub not in self.chain_seen:
+        if new_hub == self.hub or new_hub not in self.chain_seen or new_hub not in self.roster:
             return False  # a member outside the chain cannot make itself hub
         if old_hub == self.hub:
             return True
@@ -415,8 +427,18 @@ class MemberGroup:
         """Timeouts; True when the hub looks unreachable (our report was just sent)."""
         settings = self.settings
         reported = False
+        for message_id in [mid for mid, p in self.pending.items() if now - p.first_sent_s > settings.max_past_s]:
+            del self.pending[message_id]  # the hub would refuse it as stale now: given up, said
+            out.append(GroupMessageRefused(self.group_id, self.identity.node_id, GroupRefusal.stale,
+                                           f"{message_id} never acknowledged by a hub", now))  # fmt: skip
         if self.pending and now - self._reported_s >= settings.member_ack_timeout_s:
             overdue = [p for p in self.pending.values() if now - p.sent_s >= settings.member_ack_timeout_s]
+            # Sent again to the hub, the oldest first and within its rate: a hub that refused one
+            # (over the rate, its settling buffer full) or lost it numbers it now; one that had
+            # it acknowledges again.
+            for pending in overdue[: int(settings.sender_burst)]:
+                pending.sent_s = now
+                out.append(SendGroupPayload(NodeId.parse(self.hub), pending.message, reliable=True))
             if overdue:
                 self._reported_s = now
                 targets = tuple(NodeId.parse(node) for node in chain if node is not None and node != self.hub)

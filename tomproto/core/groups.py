@@ -375,6 +375,8 @@ class Groups:
                 # The chain as the hub says: a watch we no longer hold the post for stops.
                 if payload.group.shadow_id != self.me:
                     slot.shadow = slot.shadow_sync = None
+                elif slot.shadow is None:  # its HubShadowSync came first and an older Sync stopped us
+                    slot.shadow = ShadowWatch(NodeId.parse(sender), self.settings, now)
                 if payload.group.candidate_id != self.me:
                     slot.candidate = None
         elif isinstance(payload, GroupSyncResponse):
@@ -542,8 +544,10 @@ class Groups:
             return
         hub, member = slot.hub, slot.member
         if hub is not None:
-            yields = payload.new_hub_id in hub.chain_seen and (payload.old_hub_id == self.me or (
-                payload.old_hub_id == slot.old_hub and payload.new_hub_id < self.me
+            claimant = payload.new_hub_id
+            in_chain = claimant in hub.chain_seen and claimant in hub.roster  # a member we named
+            yields = in_chain and (payload.old_hub_id == self.me or (
+                payload.old_hub_id == slot.old_hub and claimant < self.me
             ))  # fmt: skip
             if not yields:
                 return

@@ -77,6 +77,9 @@ def test_a_late_joiner_reads_what_is_said_after_it_joined() -> None:
         group_id = group.form()
         world = group.world
         a, e = group["a"], group["e"]
+        for k in range(5):  # said before e joined: not for e
+            group.send(group["b"], f"before e, #{k}")
+        world.run_for(2.0)
         out = a.runtime.groups.invite(group_id, e.node_id, world.now)
         a.carry_out(out, world.now)
         a._poll()

@@ -198,3 +198,40 @@ def test_a_hub_migration_not_signed_by_its_new_hub_is_refused() -> None:
     out = loop.engine(1).receive(other, notice, 1.1)  # signed by the new hub itself: followed
     assert [(m.old_hub, m.new_hub) for m in out if isinstance(m, HubMigrated)] == [(host, other)]
     assert followed.hub == other.hex
+
+
+def test_a_member_kicked_after_being_shadow_cannot_claim_the_hub() -> None:
+    loop = Loop(4)
+    host = loop.node(0)
+    group_id = loop.form(invited=3)
+    hub = loop.engine(0).hub_of(group_id)
+    assert hub is not None and hub.shadow is not None
+    shadow = NodeId.parse(hub.shadow)
+    loop.now = 1.0
+    loop.feed(host, loop.engine(0).kick(group_id, shadow, loop.now))
+    notice = GroupHubMigration(group_id, shadow.hex, host.hex)
+    for index in range(4):
+        node = loop.node(index)
+        if node == shadow:
+            continue
+        out = loop.engine(index).receive(shadow, notice, 2.0)
+        assert not [fact for fact in out if isinstance(fact, HubMigrated)], f"node {index} followed the kicked node"
+        member = loop.engine(index).member(group_id)
+        assert member is not None and member.hub == host.hex
+    assert loop.engine(0).hub_of(group_id) is not None  # the hub did not step down
+
+
+def test_messages_the_hub_refused_over_its_rate_are_sent_again_and_numbered() -> None:
+    loop = Loop(2)
+    guest = loop.node(1)
+    group_id = loop.form(invited=1)
+    loop.now = 1.0
+    for k in range(14):  # the hub takes 10 at once (its burst), then 5 a second
+        loop.feed(guest, loop.engine(1).send(group_id, f"#{k}", loop.now)[1])
+    refused = [fact for fact in loop.of(0, GroupMessageRefused) if fact.reason is GroupRefusal.rate_limited]
+    assert len(refused) == 4
+    loop.advance(20.0)  # the guest's ack timeout sends the unacknowledged ones again
+    assert [text for _, text in texts(loop, 0)] == [f"#{k}" for k in range(14)]
+    assert len(loop.of(1, GroupMessageConfirmed)) == 14
+    member = loop.engine(1).member(group_id)
+    assert member is not None and not member.pending

@@ -42,7 +42,7 @@ from tomproto.wire.envelope import (
     encode_envelope,
     pack_signed,
 )
-from tomproto.wire.group import GroupLeave
+from tomproto.wire.group import GroupInvite, GroupLeave
 from tomproto.wire.payloads import BackupMessageIdsPayload, BackupPayload, BackupQueryPayload, NodeRole, PeerAnnounce
 
 R = RefusalReason
@@ -511,3 +511,14 @@ def test_any_bytes_never_raise_and_each_frame_is_released_exactly_once_or_held(d
         assert [o for o in outputs if isinstance(o, EnvelopeRefused)]
     while runtime.held_frames >= 8 or runtime.inbox_size >= 4:  # the application reads now and then
         runtime.take_message(_NET.now)
+
+
+def test_a_group_payload_naming_a_node_id_that_is_no_key_is_refused_not_raised() -> None:
+    # 64 hex characters pass the codec; only the engine learns it is no Ed25519 key.
+    net = Net("ab")
+    not_a_key = "f" * 64
+    invite = GroupInvite("grp-x", "trap", not_a_key, "mallory")
+    net.inject("b", "a", net.seal("a", "b", MessageType.GroupInvite, encode_payload(invite), encrypt=False))
+    refused = net["b"].facts(GroupMessageRefused)
+    assert [fact.reason.value for fact in refused] == ["malformed"]
+    assert net.rt("b").counters.refused["bad_payload"] == 1

@@ -388,6 +388,8 @@ def main() -> None:
         print_table(summary, chatter_s)
         if failures:
             print(f"{len(failures)} run(s) failed: {failures}")
+    if failures:
+        sys.exit(1)  # figures from the runs that worked are printed, but the benchmark did not pass
 
 
 if __name__ == "__main__":

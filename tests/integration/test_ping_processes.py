@@ -26,6 +26,20 @@ def responder():
     process.kill()
 
 
+def wait_for_ok_probes(directory: Path, count: int, timeout_s: float = 30.0) -> None:
+    """Until the run's archive holds `count` answered probes (it is written as the run goes)."""
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        answered = sum(
+            line.count('"ev":"probe"') and line.count('"outcome":"ok"')
+            for archive in directory.glob("*.jsonl") for line in archive.read_text().splitlines()
+        )  # fmt: skip
+        if answered >= count:
+            return
+        time.sleep(0.05)
+    raise AssertionError(f"fewer than {count} answered probes after {timeout_s:.0f} s")
+
+
 def probe_events(archive: str) -> list[dict]:
     return [event for event in read_archive(Path(archive)) if event["ev"] == "probe"]
 
@@ -74,7 +88,7 @@ def test_a_responder_killed_mid_run_turns_probes_into_lost_and_the_summary_still
         "--count", "40", "--interval", "100ms", "--timeout", "1s", *criterion,
         output_dir=tmp_path,
     )  # fmt: skip
-    time.sleep(2.0)
+    wait_for_ok_probes(tmp_path, 5)  # not a fixed sleep: a loaded machine starts Python slowly
     responder.kill()
     code, summary, stderr = finish(ping)
     assert code == expected_code, stderr
@@ -180,7 +194,7 @@ def test_an_interrupted_continuous_run_still_writes_its_summary(
     tmp_path: Path, signum: int, code: int, name: str
 ) -> None:
     ping = start_ping("--local", "--continuous", "--interval", "50ms", "--timeout", "1s", output_dir=tmp_path)
-    time.sleep(3.0)
+    wait_for_ok_probes(tmp_path, 5)
     ping.send_signal(signum)
     returncode, summary, stderr = finish(ping)
     assert returncode == code, stderr
